@@ -1,0 +1,442 @@
+//! Ports: what the domain needs from the world. Adapters implement them; services use them
+//! as `Arc<dyn Port>`. Each method documents its error contract.
+
+use async_trait::async_trait;
+
+use crate::Timestamp;
+use crate::admin::{AdminAccount, AdminUsername};
+use crate::call::Call;
+use crate::client::{Client, ClientPatch};
+use crate::queries::{
+    CallActivity, CallDashboard, CallListQuery, CallPage, CallStats, ClientCounts, ClientListQuery,
+    ClientPage,
+};
+use crate::values::{
+    AgentId, CallId, CallSid, ClientId, ClientSecret, ConversationId, PhoneNumber, SecretHash,
+};
+
+/// A field whose value must be unique across stored records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UniqueField {
+    ClientId,
+    Email,
+    CallId,
+    CallSid,
+    AdminUsername,
+}
+
+impl UniqueField {
+    /// The field's name as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientId => "clientId",
+            Self::Email => "clientMeta.email",
+            Self::CallId => "callId",
+            Self::CallSid => "callSid",
+            Self::AdminUsername => "username",
+        }
+    }
+}
+
+/// Errors every repository may return.
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    /// A write collided with an existing record on a unique field.
+    #[error("a record with this {} already exists", .0.as_str())]
+    Duplicate(UniqueField),
+    /// Anything else (connection lost, corrupt row, ...), with context for the log.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// What a compare-and-set write of a call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// Written; the stored version is now `expected + 1`.
+    Updated,
+    /// The stored version differs from the one the caller read: re-read and retry.
+    Conflict,
+    /// No such call (deleted meanwhile).
+    Missing,
+}
+
+/// Storage of client accounts.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ClientRepository: Send + Sync {
+    /// Stores a new client with its secret hash.
+    ///
+    /// # Errors
+    /// `Duplicate(ClientId)` when the id exists; `Duplicate(Email)` when another client has
+    /// the same email ignoring case; `Unexpected` otherwise.
+    async fn insert(
+        &self,
+        client: &Client,
+        secret_hash: &SecretHash,
+    ) -> Result<(), RepositoryError>;
+
+    /// The client with this id, if any.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn find(&self, id: &ClientId) -> Result<Option<Client>, RepositoryError>;
+
+    /// The client and its secret hash, for login.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn find_with_secret(
+        &self,
+        id: &ClientId,
+    ) -> Result<Option<(Client, SecretHash)>, RepositoryError>;
+
+    /// Applies a partial change atomically and returns the updated client (`None`: no such
+    /// client). `updated_at` becomes `at`.
+    ///
+    /// # Errors
+    /// `Duplicate(Email)` when the new email belongs to another client; `Unexpected` otherwise.
+    async fn update(
+        &self,
+        id: &ClientId,
+        patch: &ClientPatch,
+        at: Timestamp,
+    ) -> Result<Option<Client>, RepositoryError>;
+
+    /// Replaces the secret hash and increments the token version, so every token issued
+    /// before stops working. Returns the updated client (`None`: no such client).
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn replace_secret(
+        &self,
+        id: &ClientId,
+        secret_hash: &SecretHash,
+        at: Timestamp,
+    ) -> Result<Option<Client>, RepositoryError>;
+
+    /// Deletes the client together with its calls and revoked tokens. `false`: no such client.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn delete(&self, id: &ClientId) -> Result<bool, RepositoryError>;
+
+    /// A page of clients, newest first (ties by id), filtered by status and search term,
+    /// with the number of all matches.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn list(&self, query: &ClientListQuery) -> Result<ClientPage, RepositoryError>;
+
+    /// Number of clients per status.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn count_by_status(&self) -> Result<ClientCounts, RepositoryError>;
+
+    /// Records that one token (by its id) must no longer be accepted. Repeating it is harmless.
+    /// `expires_at` lets storage forget the entry once the token would have expired anyway.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn revoke_token(
+        &self,
+        client_id: &ClientId,
+        token_id: &str,
+        expires_at: Option<Timestamp>,
+    ) -> Result<(), RepositoryError>;
+
+    /// Whether the token id was revoked.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn is_token_revoked(&self, token_id: &str) -> Result<bool, RepositoryError>;
+}
+
+/// Storage of admin accounts.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AdminRepository: Send + Sync {
+    /// Creates the admin, or replaces its password hash when it exists.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn upsert(
+        &self,
+        username: &AdminUsername,
+        password_hash: &SecretHash,
+        at: Timestamp,
+    ) -> Result<(), RepositoryError>;
+
+    /// The admin with this name, if any.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn find(&self, username: &AdminUsername)
+    -> Result<Option<AdminAccount>, RepositoryError>;
+
+    /// How many admins exist.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn count(&self) -> Result<u64, RepositoryError>;
+}
+
+/// Storage of call records. Every read is scoped so that tenant isolation is structural.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait CallRepository: Send + Sync {
+    /// Stores a new call (its `version` is stored as given, normally 0).
+    ///
+    /// # Errors
+    /// `Duplicate(CallId)` / `Duplicate(CallSid)` on a collision; `Unexpected` otherwise,
+    /// including a client that does not exist.
+    async fn insert(&self, call: &Call) -> Result<(), RepositoryError>;
+
+    /// The call with this id if it belongs to `client_id`.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn find(
+        &self,
+        client_id: &ClientId,
+        call_id: &CallId,
+    ) -> Result<Option<Call>, RepositoryError>;
+
+    /// The call with this id, whoever owns it (for provider callbacks).
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn find_by_id(&self, call_id: &CallId) -> Result<Option<Call>, RepositoryError>;
+
+    /// The call Twilio knows by this SID.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn find_by_sid(&self, sid: &CallSid) -> Result<Option<Call>, RepositoryError>;
+
+    /// The call bridged to this ElevenLabs conversation.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn find_by_conversation(
+        &self,
+        conversation_id: &ConversationId,
+    ) -> Result<Option<Call>, RepositoryError>;
+
+    /// Writes every mutable field of `call` if the stored version still equals
+    /// `call.version`, incrementing it (compare-and-set).
+    ///
+    /// # Errors
+    /// `Duplicate(CallSid)` when the SID is taken by another call; `Unexpected` otherwise.
+    async fn update(&self, call: &Call) -> Result<CasOutcome, RepositoryError>;
+
+    /// A page of one client's calls, newest `start_time` first (ties by id), with totals.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn list_for_client(
+        &self,
+        client_id: &ClientId,
+        query: &CallListQuery,
+    ) -> Result<CallPage, RepositoryError>;
+
+    /// One client's statistics; calls without outcome or sentiment count as `Unknown`.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn stats_for_client(&self, client_id: &ClientId) -> Result<CallStats, RepositoryError>;
+
+    /// Counts across all clients; `recent` counts calls started at or after `recent_since`.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn dashboard(&self, recent_since: Timestamp) -> Result<CallDashboard, RepositoryError>;
+
+    /// Calls started at or after `since`, newest first, at most `limit`, with their client's
+    /// name and business name.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn recent_activity(
+        &self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<CallActivity>, RepositoryError>;
+}
+
+/// Whether the backing store answers (for `/readyz`).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait HealthProbe: Send + Sync {
+    /// # Errors
+    /// `Unexpected` when the store cannot be reached.
+    async fn ping(&self) -> Result<(), RepositoryError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The stored hash is not a PHC string the hasher understands.
+    #[error("stored secret hash is malformed")]
+    MalformedHash,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Slow, salted one-way hashing of secrets and passwords (argon2id in production).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait SecretHasher: Send + Sync {
+    /// Hashes `plain` with a fresh salt. Runs off the async executor.
+    ///
+    /// # Errors
+    /// `Unexpected` when hashing fails.
+    async fn hash(&self, plain: &str) -> Result<SecretHash, HashError>;
+
+    /// Whether `plain` matches `hash`, in constant time with respect to the contents.
+    ///
+    /// # Errors
+    /// `MalformedHash` when `hash` cannot be parsed; `Unexpected` otherwise.
+    async fn verify(&self, plain: &str, hash: &SecretHash) -> Result<bool, HashError>;
+
+    /// Spends as long as a real [`SecretHasher::verify`] and always fails, so that a login for
+    /// an unknown account cannot be told apart by its timing.
+    async fn verify_against_decoy(&self, plain: &str);
+}
+
+/// Who a token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Admin {
+        username: AdminUsername,
+    },
+    Client {
+        client_id: ClientId,
+        token_version: i64,
+    },
+}
+
+/// The verified contents of a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    pub principal: Principal,
+    /// Unique per token, so that one token can be revoked alone (logout).
+    pub token_id: String,
+    pub issued_at: Timestamp,
+    /// `None` when tokens are configured never to expire.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A freshly signed token and what it says.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub claims: TokenClaims,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    /// Bad signature, wrong algorithm, wrong issuer, malformed: `reason` is safe to show.
+    #[error("invalid token: {0}")]
+    Invalid(&'static str),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Signs and verifies bearer tokens (HS256 JWT in production).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait TokenService: Send + Sync {
+    /// Signs a token for `principal`, issued at `now`, with the configured lifetime.
+    ///
+    /// # Errors
+    /// `Unexpected` when signing fails.
+    fn issue(&self, principal: &Principal, now: Timestamp) -> Result<IssuedToken, TokenError>;
+
+    /// Checks signature, algorithm, issuer, type and expiry, and returns the claims.
+    ///
+    /// # Errors
+    /// `Expired` for an expired token; `Invalid` for anything else wrong with it.
+    fn verify(&self, token: &str) -> Result<TokenClaims, TokenError>;
+}
+
+/// The current time (UTC, millisecond precision).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// Fresh identifiers and secrets from a cryptographically secure source.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait IdGenerator: Send + Sync {
+    fn client_id(&self) -> ClientId;
+    fn client_secret(&self) -> ClientSecret;
+    fn call_id(&self) -> CallId;
+    fn token_id(&self) -> String;
+}
+
+/// A call for the telephony provider to place.
+#[derive(Debug, Clone)]
+pub struct OutboundCall {
+    pub call_id: CallId,
+    pub to: PhoneNumber,
+    pub from: PhoneNumber,
+}
+
+/// The provider's acknowledgement of a placed call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedCall {
+    pub sid: CallSid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelephonyError {
+    /// The provider refused the request (bad number, unverified caller id, ...).
+    #[error("telephony provider rejected the call (code {code:?}): {message}")]
+    Rejected { code: Option<u32>, message: String },
+    /// Too many requests; safe to retry later.
+    #[error("telephony provider is rate limiting")]
+    RateLimited,
+    /// Credentials are wrong or the account is suspended.
+    #[error("telephony provider refused our credentials")]
+    Unauthorized,
+    #[error(transparent)]
+    Unavailable(#[from] anyhow::Error),
+}
+
+/// The telephony provider (Twilio).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Telephony: Send + Sync {
+    /// Places an outbound call.
+    ///
+    /// # Errors
+    /// `Rejected`, `RateLimited` or `Unauthorized` as the provider answered; `Unavailable`
+    /// on timeouts and transport failures.
+    async fn place_call(&self, call: &OutboundCall) -> Result<PlacedCall, TelephonyError>;
+
+    /// Ends a live call.
+    ///
+    /// # Errors
+    /// As for [`Telephony::place_call`].
+    async fn end_call(&self, sid: &CallSid) -> Result<(), TelephonyError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VoiceAgentError {
+    #[error("voice agent provider refused the request: {0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Unavailable(#[from] anyhow::Error),
+}
+
+/// The conversational AI provider (ElevenLabs).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait VoiceAgent: Send + Sync {
+    /// A short-lived URL on which a conversation with `agent` can be opened.
+    ///
+    /// # Errors
+    /// `Rejected` when the provider refuses (unknown agent, bad key); `Unavailable` otherwise.
+    async fn signed_url(&self, agent: &AgentId) -> Result<String, VoiceAgentError>;
+}

@@ -1,0 +1,9 @@
+//! Use cases written over the ports. HTTP handlers call exactly one of these per request.
+
+mod accounts;
+mod auth;
+mod calls;
+
+pub use accounts::{AccountError, ClientAccounts};
+pub use auth::{AuthError, Authenticated, Authentication, UnauthorizedReason};
+pub use calls::{CallError, CallHistory, Dashboard};

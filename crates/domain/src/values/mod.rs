@@ -1,0 +1,16 @@
+//! Validated value types. Each has private fields, a fallible constructor and its own error.
+
+mod contact;
+mod ids;
+mod secret;
+mod status;
+mod text;
+
+pub use contact::{Email, EmailError, PhoneNumber, PhoneNumberError};
+pub use ids::{
+    AgentId, AgentIdError, CallId, CallIdError, CallSid, CallSidError, ClientId, ClientIdError,
+    ConversationId, ConversationIdError,
+};
+pub use secret::{ClientSecret, ClientSecretError, SecretHash};
+pub use status::{ClientStatus, ClientStatusError};
+pub use text::{BoundedText, TextError};
