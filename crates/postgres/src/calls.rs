@@ -1,0 +1,382 @@
+//! `CallRepository`: call records, history pages and statistics.
+
+use async_trait::async_trait;
+use outcall_domain::ports::{CallRepository, CasOutcome, RepositoryError};
+use outcall_domain::queries::{
+    CallActivity, CallDashboard, CallListQuery, CallPage, CallStats, Tally,
+};
+use outcall_domain::{
+    BoundedText, Call, CallId, CallOutcome, CallSid, CallStatus, ClientId, ClientMeta,
+    ConversationId, PhoneNumber, Sentiment, Timestamp,
+};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{Postgres, Row as _};
+
+use crate::PgStore;
+use crate::error::{classify, corrupt};
+use crate::rows::{self, call_columns, duration_param, text_param};
+
+/// Binds the mutable columns of `call`, from `call_sid` to `updated_at` (22 values), in the
+/// order both `INSERT` and `UPDATE` below use.
+fn bind_mutable<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    call: &Call,
+) -> anyhow::Result<Query<'q, Postgres, PgArguments>> {
+    let data = &call.data;
+    let details = &call.details;
+    Ok(query
+        .bind(data.call_sid.as_ref().map(CallSid::as_str))
+        .bind(text_param(data.request_id.as_ref()))
+        .bind(data.phone.as_str())
+        .bind(data.from.as_ref().map(PhoneNumber::as_str))
+        .bind(data.agent_id.as_ref().map(|a| a.as_str()))
+        .bind(data.start_time)
+        .bind(data.end_time)
+        .bind(duration_param(data.duration)?)
+        .bind(data.status().as_str())
+        .bind(text_param(data.recording_url.as_ref()))
+        .bind(text_param(data.error_code.as_ref()))
+        .bind(text_param(data.error_message.as_ref()))
+        .bind(data.conversation_id.as_ref().map(ConversationId::as_str))
+        .bind(text_param(data.answered_by.as_ref()))
+        .bind(details.outcome.map(CallOutcome::as_str))
+        .bind(text_param(details.summary.as_ref()))
+        .bind(text_param(details.transcript.as_ref()))
+        .bind(details.sentiment.map(Sentiment::as_str))
+        .bind(text_param(details.next_action.as_ref()))
+        .bind(details.next_action_date)
+        .bind(text_param(details.agent_notes.as_ref()))
+        .bind(call.updated_at))
+}
+
+fn count(row: &PgRow, column: &str) -> anyhow::Result<u64> {
+    Ok(u64::try_from(rows::get::<i64>(row, column)?)?)
+}
+
+fn optional_call(row: Option<PgRow>, what: String) -> Result<Option<Call>, RepositoryError> {
+    row.map(|row| rows::call(&row))
+        .transpose()
+        .map_err(|e| corrupt(e, format!("decoding {what}")))
+}
+
+// A page with its totals in one statement (one snapshot). Totals come from the trigger-kept
+// tallies instead of counting the client's calls; the LEFT JOIN keeps them when the offset
+// is past the end. The status filter has its own statement so each plan uses its own index.
+const PAGE_ALL: &str = concat!(
+    "SELECT t.total, t.total AS filtered, p.* FROM ( \
+         SELECT COALESCE(SUM(calls), 0)::BIGINT AS total FROM call_tallies \
+         WHERE client_id = $1 AND dimension = 'status' \
+     ) t LEFT JOIN LATERAL ( \
+         SELECT ",
+    call_columns!(),
+    " FROM calls WHERE client_id = $1 \
+         ORDER BY start_time DESC, call_id DESC LIMIT $2 OFFSET $3 \
+     ) p ON TRUE \
+     ORDER BY p.start_time DESC, p.call_id DESC"
+);
+
+const PAGE_BY_STATUS: &str = concat!(
+    "SELECT t.total, t.filtered, p.* FROM ( \
+         SELECT COALESCE(SUM(calls), 0)::BIGINT AS total, \
+                COALESCE(SUM(calls) FILTER (WHERE value = $4), 0)::BIGINT AS filtered \
+         FROM call_tallies WHERE client_id = $1 AND dimension = 'status' \
+     ) t LEFT JOIN LATERAL ( \
+         SELECT ",
+    call_columns!(),
+    " FROM calls WHERE client_id = $1 AND status = $4 \
+         ORDER BY start_time DESC, call_id DESC LIMIT $2 OFFSET $3 \
+     ) p ON TRUE \
+     ORDER BY p.start_time DESC, p.call_id DESC"
+);
+
+#[async_trait]
+impl CallRepository for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(client_id = %call.client_id, call_id = %call.id))]
+    async fn insert(&self, call: &Call) -> Result<(), RepositoryError> {
+        let context = || format!("inserting call {} of client {}", call.id, call.client_id);
+        let query = sqlx::query(
+            "INSERT INTO calls (call_id, client_id, created_at, version, call_sid, request_id, \
+             phone, from_number, agent_id, start_time, end_time, duration, status, \
+             recording_url, error_code, error_message, conversation_id, answered_by, outcome, \
+             summary, transcript, sentiment, next_action, next_action_date, agent_notes, \
+             updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)",
+        )
+        .bind(call.id.as_str())
+        .bind(call.client_id.as_str())
+        .bind(call.created_at)
+        .bind(call.version);
+        bind_mutable(query, call)
+            .map_err(|e| corrupt(e, context()))?
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify(e, context()))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(client_id = %client_id, call_id = %call_id))]
+    async fn find(
+        &self,
+        client_id: &ClientId,
+        call_id: &CallId,
+    ) -> Result<Option<Call>, RepositoryError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE call_id = $1 AND client_id = $2"
+        ))
+        .bind(call_id.as_str())
+        .bind(client_id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(e, format!("reading call {call_id} of client {client_id}")))?;
+        optional_call(row, format!("call {call_id}"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(call_id = %call_id))]
+    async fn find_by_id(&self, call_id: &CallId) -> Result<Option<Call>, RepositoryError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE call_id = $1"
+        ))
+        .bind(call_id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(e, format!("reading call {call_id}")))?;
+        optional_call(row, format!("call {call_id}"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn find_by_sid(&self, sid: &CallSid) -> Result<Option<Call>, RepositoryError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE call_sid = $1"
+        ))
+        .bind(sid.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(e, format!("reading the call with SID {sid}")))?;
+        optional_call(row, format!("the call with SID {sid}"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn find_by_conversation(
+        &self,
+        conversation_id: &ConversationId,
+    ) -> Result<Option<Call>, RepositoryError> {
+        // Not unique in the schema; should two calls ever share one, the latest wins.
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            call_columns!(),
+            " FROM calls WHERE conversation_id = $1 \
+             ORDER BY start_time DESC, call_id DESC LIMIT 1"
+        ))
+        .bind(conversation_id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| {
+            classify(
+                e,
+                format!("reading the call of conversation {conversation_id}"),
+            )
+        })?;
+        optional_call(row, format!("the call of conversation {conversation_id}"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(client_id = %call.client_id, call_id = %call.id))]
+    async fn update(&self, call: &Call) -> Result<CasOutcome, RepositoryError> {
+        let context = || format!("updating call {}", call.id);
+        let query = sqlx::query(
+            "UPDATE calls SET call_sid = $3, request_id = $4, phone = $5, from_number = $6, \
+             agent_id = $7, start_time = $8, end_time = $9, duration = $10, status = $11, \
+             recording_url = $12, error_code = $13, error_message = $14, \
+             conversation_id = $15, answered_by = $16, outcome = $17, summary = $18, \
+             transcript = $19, sentiment = $20, next_action = $21, next_action_date = $22, \
+             agent_notes = $23, updated_at = $24, version = version + 1 \
+             WHERE call_id = $1 AND version = $2",
+        )
+        .bind(call.id.as_str())
+        .bind(call.version);
+        let result = bind_mutable(query, call)
+            .map_err(|e| corrupt(e, context()))?
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify(e, context()))?;
+        if result.rows_affected() > 0 {
+            return Ok(CasOutcome::Updated);
+        }
+        let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM calls WHERE call_id = $1) AS present")
+            .bind(call.id.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| classify(e, context()))?;
+        let present: bool = rows::get(&row, "present").map_err(|e| corrupt(e, context()))?;
+        Ok(if present {
+            CasOutcome::Conflict
+        } else {
+            CasOutcome::Missing
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(client_id = %client_id))]
+    async fn list_for_client(
+        &self,
+        client_id: &ClientId,
+        query: &CallListQuery,
+    ) -> Result<CallPage, RepositoryError> {
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        let page = |sql| {
+            sqlx::query(sql)
+                .bind(client_id.as_str())
+                .bind(i64::from(query.limit))
+                .bind(offset)
+        };
+        let statement = match query.status {
+            None => page(PAGE_ALL),
+            Some(status) => page(PAGE_BY_STATUS).bind(status.as_str()),
+        };
+        let rows = statement
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| classify(e, format!("listing calls of client {client_id}")))?;
+        let decode = || -> anyhow::Result<CallPage> {
+            let mut page = CallPage {
+                total: 0,
+                filtered: 0,
+                calls: Vec::with_capacity(rows.len()),
+            };
+            for row in &rows {
+                page.total = count(row, "total")?;
+                page.filtered = count(row, "filtered")?;
+                if rows::get::<Option<String>>(row, "call_id")?.is_some() {
+                    page.calls.push(rows::call(row)?);
+                }
+            }
+            Ok(page)
+        };
+        decode().map_err(|e| corrupt(e, format!("decoding calls of client {client_id}")))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(client_id = %client_id))]
+    async fn stats_for_client(&self, client_id: &ClientId) -> Result<CallStats, RepositoryError> {
+        let rows = sqlx::query(
+            "SELECT dimension, value, calls, total_duration, calls_with_duration \
+             FROM call_tallies WHERE client_id = $1",
+        )
+        .bind(client_id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e, format!("reading call statistics of client {client_id}")))?;
+        let decode = || -> anyhow::Result<CallStats> {
+            let mut stats = CallStats::empty();
+            for row in &rows {
+                let calls = count(row, "calls")?;
+                match rows::get::<String>(row, "dimension")?.as_str() {
+                    "status" => {
+                        stats
+                            .by_status
+                            .add(rows::parsed(row, "value", CallStatus::parse)?, calls);
+                        stats.total += calls;
+                        stats.total_duration += count(row, "total_duration")?;
+                        stats.calls_with_duration += count(row, "calls_with_duration")?;
+                    }
+                    "outcome" => stats
+                        .by_outcome
+                        .add(rows::parsed(row, "value", CallOutcome::parse)?, calls),
+                    "sentiment" => stats
+                        .by_sentiment
+                        .add(rows::parsed(row, "value", Sentiment::parse)?, calls),
+                    other => anyhow::bail!("unknown tally dimension {other:?}"),
+                }
+            }
+            Ok(stats)
+        };
+        decode().map_err(|e| corrupt(e, format!("decoding call statistics of client {client_id}")))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn dashboard(&self, recent_since: Timestamp) -> Result<CallDashboard, RepositoryError> {
+        // Tallies summed over clients (a few rows each), plus an index range count for
+        // "recent"; one statement, one snapshot.
+        let rows = sqlx::query(
+            "SELECT dimension, value, SUM(calls)::BIGINT AS calls FROM call_tallies \
+             WHERE dimension IN ('status', 'outcome') GROUP BY dimension, value \
+             UNION ALL \
+             SELECT 'recent', '', COUNT(*) FROM calls WHERE start_time >= $1",
+        )
+        .bind(recent_since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e, "reading the call dashboard"))?;
+        let decode = || -> anyhow::Result<CallDashboard> {
+            let mut dashboard = CallDashboard {
+                total: 0,
+                recent: 0,
+                by_status: Tally::statuses(),
+                by_outcome: Tally::outcomes(),
+            };
+            for row in &rows {
+                let calls = count(row, "calls")?;
+                match rows::get::<String>(row, "dimension")?.as_str() {
+                    "status" => {
+                        dashboard
+                            .by_status
+                            .add(rows::parsed(row, "value", CallStatus::parse)?, calls);
+                        dashboard.total += calls;
+                    }
+                    "outcome" => dashboard
+                        .by_outcome
+                        .add(rows::parsed(row, "value", CallOutcome::parse)?, calls),
+                    "recent" => dashboard.recent = calls,
+                    other => anyhow::bail!("unknown tally dimension {other:?}"),
+                }
+            }
+            Ok(dashboard)
+        };
+        decode().map_err(|e| corrupt(e, "decoding the call dashboard"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn recent_activity(
+        &self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<CallActivity>, RepositoryError> {
+        let rows = sqlx::query(
+            "SELECT c.client_id, cl.full_name, cl.business_name, c.call_id, c.call_sid, \
+             c.phone, c.status, c.start_time, c.duration, c.outcome \
+             FROM calls c JOIN clients cl ON cl.client_id = c.client_id \
+             WHERE c.start_time >= $1 \
+             ORDER BY c.start_time DESC, c.call_id DESC LIMIT $2",
+        )
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e, "reading recent call activity"))?;
+        let name = |raw: &str| BoundedText::parse(raw, ClientMeta::FULL_NAME_MAX);
+        let business = |raw: &str| BoundedText::parse(raw, ClientMeta::BUSINESS_NAME_MAX);
+        rows.iter()
+            .map(|row| -> anyhow::Result<CallActivity> {
+                let duration: Option<i32> = rows::get(row, "duration")?;
+                Ok(CallActivity {
+                    client_id: rows::parsed(row, "client_id", ClientId::parse)?,
+                    client_name: rows::parsed(row, "full_name", name)?,
+                    business_name: rows::parsed_opt(row, "business_name", business)?,
+                    call_id: rows::parsed(row, "call_id", CallId::parse)?,
+                    call_sid: rows::parsed_opt(row, "call_sid", CallSid::parse)?,
+                    phone: rows::parsed(row, "phone", PhoneNumber::parse)?,
+                    status: rows::parsed(row, "status", CallStatus::parse)?,
+                    start_time: row.try_get("start_time")?,
+                    duration: duration.map(u32::try_from).transpose()?,
+                    outcome: rows::parsed_opt(row, "outcome", CallOutcome::parse)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(|e| corrupt(e, "decoding recent call activity"))
+    }
+}

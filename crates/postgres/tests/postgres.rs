@@ -1,0 +1,425 @@
+//! PostgreSQL-specific behaviour the shared contract suite cannot see: the trigger-kept
+//! tallies, restart survival, corrupt rows and the schema's own guards.
+
+// Test code, helpers included: anything unexpected must fail the test loudly.
+#![allow(clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+
+use outcall_domain::ports::{
+    CallRepository, CasOutcome, ClientRepository, RepositoryError, UniqueField,
+};
+use outcall_domain::queries::CallListQuery;
+use outcall_domain::{
+    BoundedText, CallOutcome, CallStatus, ClientId, ClientPatch, Email, MetaPatch, Sentiment,
+};
+use outcall_postgres::PgStore;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom as _;
+use rand::{Rng as _, SeedableRng as _};
+use sqlx::Row as _;
+use support::{at, call, client, fresh_database_url, fresh_store, hash};
+
+/// Tallies recomputed from the calls with a plain GROUP BY, written independently of the
+/// migration's `call_tally_keys`, in the table's row order.
+const EXPECTED_TALLIES: &str = "
+    SELECT client_id, dimension, value, calls, total_duration, calls_with_duration FROM (
+        SELECT client_id, 'status' AS dimension, status AS value, COUNT(*) AS calls,
+               COALESCE(SUM(duration), 0)::BIGINT AS total_duration,
+               COUNT(duration) AS calls_with_duration
+        FROM calls GROUP BY client_id, status
+        UNION ALL
+        SELECT client_id, 'outcome', COALESCE(outcome, 'unknown'), COUNT(*), 0, 0
+        FROM calls GROUP BY client_id, COALESCE(outcome, 'unknown')
+        UNION ALL
+        SELECT client_id, 'sentiment', COALESCE(sentiment, 'unknown'), COUNT(*), 0, 0
+        FROM calls GROUP BY client_id, COALESCE(sentiment, 'unknown')
+    ) expected ORDER BY 1, 2, 3";
+
+const STORED_TALLIES: &str = "
+    SELECT client_id, dimension, value, calls, total_duration, calls_with_duration
+    FROM call_tallies ORDER BY 1, 2, 3";
+
+type TallyRow = (String, String, String, i64, i64, i64);
+
+async fn tallies(store: &PgStore, sql: &'static str) -> Vec<TallyRow> {
+    sqlx::query(sql)
+        .fetch_all(store.pool())
+        .await
+        .expect("reading tallies")
+        .iter()
+        .map(|row| {
+            (
+                row.get("client_id"),
+                row.get("dimension"),
+                row.get("value"),
+                row.get("calls"),
+                row.get("total_duration"),
+                row.get("calls_with_duration"),
+            )
+        })
+        .collect()
+}
+
+async fn assert_tallies_exact(store: &PgStore, when: &str) {
+    let expected = tallies(store, EXPECTED_TALLIES).await;
+    let stored = tallies(store, STORED_TALLIES).await;
+    assert_eq!(
+        stored, expected,
+        "call_tallies drifted from the calls {when}"
+    );
+}
+
+/// Two of this test's own multi-row statements may lock overlapping calls in different
+/// orders; PostgreSQL then aborts one of them. That is the test's doing, not the adapter's.
+fn tolerate_deadlock(err: sqlx::Error) -> Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
+    match &err {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01") => {
+            Ok(sqlx::postgres::PgQueryResult::default())
+        }
+        _ => Err(err),
+    }
+}
+
+/// One worker's share of random writes through the ports and, for multi-row statements,
+/// straight SQL.
+async fn random_writes(store: PgStore, clients: Vec<String>, worker: u64, ops: usize) {
+    let mut rng = StdRng::seed_from_u64(0x7a11 + worker);
+    let mut next_call = 0;
+    for _ in 0..ops {
+        let client_id = clients.choose(&mut rng).expect("clients").clone();
+        match rng.random_range(0..100) {
+            // Insert a call with a random mix of tallied fields.
+            0..=44 => {
+                next_call += 1;
+                let status = *CallStatus::ALL.choose(&mut rng).expect("statuses");
+                let mut c = call(&client_id, &format!("w{worker}-{next_call}"), status, 0);
+                c.data.start_time = at(rng.random_range(0..100_000));
+                c.data.duration = rng.random_bool(0.6).then(|| rng.random_range(0..4000));
+                c.details.outcome = rng
+                    .random_bool(0.7)
+                    .then(|| *CallOutcome::ALL.choose(&mut rng).expect("outcomes"));
+                c.details.sentiment = rng
+                    .random_bool(0.7)
+                    .then(|| *Sentiment::ALL.choose(&mut rng).expect("sentiments"));
+                match CallRepository::insert(&store, &c).await {
+                    // Another worker may have deleted the client meanwhile.
+                    Ok(()) | Err(RepositoryError::Unexpected(_)) => {}
+                    Err(other) => panic!("unexpected insert error: {other:?}"),
+                }
+            }
+            // Compare-and-set update of one of this client's calls.
+            45..=79 => {
+                let page = store
+                    .list_for_client(
+                        &ClientId::parse(&client_id).expect("id"),
+                        &CallListQuery {
+                            status: None,
+                            limit: 50,
+                            offset: 0,
+                        },
+                    )
+                    .await
+                    .expect("listing");
+                let Some(mut c) = page.calls.choose(&mut rng).cloned() else {
+                    continue;
+                };
+                let next = *CallStatus::ALL.choose(&mut rng).expect("statuses");
+                c.apply_status(next, at(200_000));
+                if rng.random_bool(0.5) {
+                    c.data.duration = rng.random_bool(0.8).then(|| rng.random_range(0..4000));
+                }
+                if rng.random_bool(0.5) {
+                    c.details.outcome = CallOutcome::ALL.choose(&mut rng).copied();
+                }
+                if rng.random_bool(0.3) {
+                    c.details.sentiment = None;
+                }
+                // Any outcome is fine here: others race on the same calls and clients.
+                CallRepository::update(&store, &c).await.expect("updating");
+            }
+            // Multi-row statements: the transition tables then hold many rows.
+            80..=87 => {
+                sqlx::query(
+                    "UPDATE calls SET outcome = NULL, duration = duration + 1, \
+                     version = version + 1 WHERE client_id = $1 AND status = $2",
+                )
+                .bind(&client_id)
+                .bind(CallStatus::ALL.choose(&mut rng).expect("statuses").as_str())
+                .execute(store.pool())
+                .await
+                .or_else(tolerate_deadlock)
+                .expect("bulk update");
+            }
+            88..=93 => {
+                sqlx::query("DELETE FROM calls WHERE client_id = $1 AND duration > $2")
+                    .bind(&client_id)
+                    .bind(rng.random_range(2000..4000))
+                    .execute(store.pool())
+                    .await
+                    .or_else(tolerate_deadlock)
+                    .expect("bulk delete");
+            }
+            // Delete the client (its calls cascade) and bring it back empty.
+            _ => {
+                let id = ClientId::parse(&client_id).expect("id");
+                ClientRepository::delete(&store, &id)
+                    .await
+                    .expect("deleting");
+                let fresh = client(&client_id, &format!("{client_id}@example.com"));
+                match ClientRepository::insert(&store, &fresh, &hash()).await {
+                    Ok(()) | Err(RepositoryError::Duplicate(UniqueField::ClientId)) => {}
+                    Err(other) => panic!("unexpected re-insert error: {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trigger_kept_tallies_equal_a_direct_group_by_after_concurrent_random_writes() {
+    let store = fresh_store().await;
+    let ids: Vec<String> = (0..3).map(|i| format!("client-{i}")).collect();
+    for id in &ids {
+        ClientRepository::insert(&store, &client(id, &format!("{id}@example.com")), &hash())
+            .await
+            .expect("inserting client");
+    }
+    // Warm up with one worker so that there is something to update and delete.
+    random_writes(store.clone(), ids.clone(), 99, 60).await;
+    assert_tallies_exact(&store, "after sequential writes").await;
+
+    let workers: Vec<_> = (0..4)
+        .map(|w| tokio::spawn(random_writes(store.clone(), ids.clone(), w, 120)))
+        .collect();
+    for worker in workers {
+        worker.await.expect("a worker failed (deadlock or error)");
+    }
+    assert_tallies_exact(&store, "after concurrent writes").await;
+    let stored = tallies(&store, STORED_TALLIES).await;
+    assert!(
+        stored.iter().all(|row| row.3 > 0),
+        "tally rows at zero calls are removed"
+    );
+
+    // Statistics served from the tallies agree with the rows they summarise.
+    for id in &ids {
+        let client_id = ClientId::parse(id).expect("id");
+        let stats = store.stats_for_client(&client_id).await.expect("stats");
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS calls, COALESCE(SUM(duration), 0)::BIGINT AS total, \
+             COUNT(duration) AS with_duration, \
+             COUNT(*) FILTER (WHERE outcome IS NULL OR outcome = 'unknown') AS unknown \
+             FROM calls WHERE client_id = $1",
+        )
+        .bind(id)
+        .fetch_one(store.pool())
+        .await
+        .expect("direct counts");
+        assert_eq!(stats.total, row.get::<i64, _>("calls") as u64, "{id}");
+        assert_eq!(
+            stats.total_duration,
+            row.get::<i64, _>("total") as u64,
+            "{id}"
+        );
+        assert_eq!(
+            stats.calls_with_duration,
+            row.get::<i64, _>("with_duration") as u64,
+            "{id}"
+        );
+        assert_eq!(
+            stats.by_outcome.get(CallOutcome::Unknown),
+            row.get::<i64, _>("unknown") as u64,
+            "{id}"
+        );
+    }
+
+    // Deleting every client leaves no tallies behind.
+    for id in &ids {
+        ClientRepository::delete(&store, &ClientId::parse(id).expect("id"))
+            .await
+            .expect("deleting");
+    }
+    assert_eq!(tallies(&store, STORED_TALLIES).await, vec![]);
+}
+
+#[tokio::test]
+async fn data_written_through_one_pool_is_read_back_after_reconnecting() {
+    let url = fresh_database_url().await;
+    let first = PgStore::connect(&url, 2).await.expect("connecting");
+    first.migrate().await.expect("migrating");
+    let written = client("survivor", "Survivor@Example.com");
+    ClientRepository::insert(&first, &written, &hash())
+        .await
+        .expect("inserting client");
+    let mut written_call = call("survivor", "call-1", CallStatus::Completed, 10);
+    written_call.data.duration = Some(42);
+    written_call.details.summary = Some(BoundedText::parse("kept", 100).expect("text"));
+    CallRepository::insert(&first, &written_call)
+        .await
+        .expect("inserting call");
+    first.pool().close().await;
+
+    let second = PgStore::connect(&url, 2).await.expect("reconnecting");
+    second.migrate().await.expect("migrating again is a no-op");
+    let id = ClientId::parse("survivor").expect("id");
+    let (read, secret) = second
+        .find_with_secret(&id)
+        .await
+        .expect("reading")
+        .expect("the client survived");
+    assert_eq!(read, written);
+    assert_eq!(secret, hash());
+    let read_call = second
+        .find_by_id(&written_call.id)
+        .await
+        .expect("reading call")
+        .expect("the call survived");
+    assert_eq!(read_call, written_call);
+    assert_eq!(
+        second
+            .stats_for_client(&id)
+            .await
+            .expect("stats")
+            .total_duration,
+        42
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_an_unexpected_error_naming_the_column_not_a_panic() {
+    let store = fresh_store().await;
+    ClientRepository::insert(&store, &client("c1", "c1@example.com"), &hash())
+        .await
+        .expect("inserting");
+    CallRepository::insert(&store, &call("c1", "k1", CallStatus::Queued, 0))
+        .await
+        .expect("inserting call");
+    sqlx::query("UPDATE clients SET phone = 'not a phone'")
+        .execute(store.pool())
+        .await
+        .expect("corrupting");
+    sqlx::query("UPDATE calls SET call_sid = 'CA-short'")
+        .execute(store.pool())
+        .await
+        .expect("corrupting");
+
+    let id = ClientId::parse("c1").expect("id");
+    match ClientRepository::find(&store, &id).await {
+        Err(RepositoryError::Unexpected(e)) => {
+            let chain = format!("{e:#}");
+            assert!(chain.contains("column phone"), "{chain}");
+        }
+        other => panic!("expected Unexpected, got {other:?}"),
+    }
+    let call_id = outcall_domain::CallId::parse("k1").expect("id");
+    match store.find_by_id(&call_id).await {
+        Err(RepositoryError::Unexpected(e)) => {
+            let chain = format!("{e:#}");
+            assert!(chain.contains("column call_sid"), "{chain}");
+        }
+        other => panic!("expected Unexpected, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_email_differing_only_by_case_is_a_duplicate_on_insert_and_on_update() {
+    let store = fresh_store().await;
+    ClientRepository::insert(&store, &client("a", "Jane.Doe@Example.com"), &hash())
+        .await
+        .expect("inserting");
+    let clash =
+        ClientRepository::insert(&store, &client("b", "jane.doe@EXAMPLE.COM"), &hash()).await;
+    assert!(
+        matches!(clash, Err(RepositoryError::Duplicate(UniqueField::Email))),
+        "{clash:?}"
+    );
+
+    ClientRepository::insert(&store, &client("b", "b@example.com"), &hash())
+        .await
+        .expect("inserting");
+    let patch = ClientPatch {
+        meta: MetaPatch {
+            email: Some(Email::parse("JANE.DOE@example.com").expect("email")),
+            ..MetaPatch::default()
+        },
+        ..ClientPatch::default()
+    };
+    let b = ClientId::parse("b").expect("id");
+    let clash = ClientRepository::update(&store, &b, &patch, at(5)).await;
+    assert!(
+        matches!(clash, Err(RepositoryError::Duplicate(UniqueField::Email))),
+        "{clash:?}"
+    );
+    let unchanged = ClientRepository::find(&store, &b)
+        .await
+        .expect("find")
+        .expect("b");
+    assert_eq!(unchanged.meta.email.as_str(), "b@example.com");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_two_writers_holding_the_same_version_exactly_one_wins() {
+    let store = Arc::new(fresh_store().await);
+    ClientRepository::insert(store.as_ref(), &client("c1", "c1@example.com"), &hash())
+        .await
+        .expect("inserting");
+    let original = call("c1", "k1", CallStatus::Ringing, 0);
+    CallRepository::insert(store.as_ref(), &original)
+        .await
+        .expect("inserting call");
+
+    let writers: Vec<_> = [CallStatus::Completed, CallStatus::Busy]
+        .into_iter()
+        .map(|status| {
+            let store = store.clone();
+            let mut mine = original.clone();
+            tokio::spawn(async move {
+                mine.apply_status(status, at(60));
+                CallRepository::update(store.as_ref(), &mine)
+                    .await
+                    .expect("updating")
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for writer in writers {
+        outcomes.push(writer.await.expect("writer"));
+    }
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, vec![CasOutcome::Conflict, CasOutcome::Updated]);
+
+    let stored = store
+        .find_by_id(&original.id)
+        .await
+        .expect("find")
+        .expect("k1");
+    assert_eq!(stored.version, 1);
+    assert!(stored.data.status().is_terminal());
+    let mut gone = stored.clone();
+    gone.id = outcall_domain::CallId::parse("never-stored").expect("id");
+    assert_eq!(
+        CallRepository::update(store.as_ref(), &gone)
+            .await
+            .expect("update"),
+        CasOutcome::Missing
+    );
+}
+
+#[tokio::test]
+async fn a_duration_beyond_the_column_range_is_an_unexpected_error_not_a_wrapped_value() {
+    let store = fresh_store().await;
+    ClientRepository::insert(&store, &client("c1", "c1@example.com"), &hash())
+        .await
+        .expect("inserting");
+    let mut huge = call("c1", "k1", CallStatus::Completed, 0);
+    huge.data.duration = Some(u32::MAX);
+    let result = CallRepository::insert(&store, &huge).await;
+    assert!(
+        matches!(result, Err(RepositoryError::Unexpected(_))),
+        "{result:?}"
+    );
+    assert_eq!(store.find_by_id(&huge.id).await.expect("find"), None);
+}
