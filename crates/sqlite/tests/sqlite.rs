@@ -1,0 +1,221 @@
+//! SQLite-specific behaviour the shared contract suite cannot see: files, directories,
+//! restarts, in-memory databases and corrupt rows.
+
+// Test code (fixture helpers included) fails loudly on anything unexpected.
+#![allow(clippy::expect_used)]
+
+use chrono::{TimeZone, Utc};
+use outcall_domain::call::{Call, CallData, CallDetails};
+use outcall_domain::ports::{
+    AdminRepository, CallRepository, ClientRepository, HealthProbe, RepositoryError,
+};
+use outcall_domain::{
+    AdminUsername, AgentId, BoundedText, CallId, CallStatus, Client, ClientId, ClientMeta,
+    ClientStatus, Email, PhoneNumber, SecretHash, Timestamp,
+};
+use outcall_sqlite::SqliteStore;
+
+fn at(ms: i64) -> Timestamp {
+    Utc.timestamp_millis_opt(1_742_472_000_123 + ms)
+        .single()
+        .expect("valid instant")
+}
+
+fn client(id: &str) -> Client {
+    Client {
+        id: ClientId::parse(id).expect("valid"),
+        status: ClientStatus::Active,
+        agent_id: AgentId::parse("agent_1").expect("valid"),
+        twilio_phone_number: PhoneNumber::parse("+18005550100").expect("valid"),
+        meta: ClientMeta {
+            full_name: BoundedText::parse("Zoë Persistent", 200).expect("valid"),
+            email: Email::parse(&format!("{id}@Example.com")).expect("valid"),
+            phone: PhoneNumber::parse("+12125550101").expect("valid"),
+            business_name: Some(BoundedText::parse("Durable Ltd", 200).expect("valid")),
+            city: None,
+            job_title: None,
+            notes: None,
+        },
+        token_version: 2,
+        created_at: at(0),
+        updated_at: at(1),
+    }
+}
+
+fn call(owner: &ClientId, id: &str) -> Call {
+    Call {
+        id: CallId::parse(id).expect("valid"),
+        client_id: owner.clone(),
+        data: CallData::new(
+            PhoneNumber::parse("+12125550199").expect("valid"),
+            at(10),
+            CallStatus::Completed,
+        ),
+        details: CallDetails::default(),
+        created_at: at(10),
+        updated_at: at(11),
+        version: 4,
+    }
+}
+
+fn url(path: &std::path::Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+#[tokio::test]
+async fn data_written_by_one_store_is_read_back_after_reconnecting_to_the_same_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = url(&dir.path().join("outcall.db"));
+    let owner = client("survivor");
+    let record = call(&owner.id, "call-1");
+    let admin = AdminUsername::parse("admin").expect("valid");
+    {
+        let store = SqliteStore::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        ClientRepository::insert(&store, &owner, &SecretHash::from_phc("phc".into()))
+            .await
+            .expect("insert");
+        CallRepository::insert(&store, &record)
+            .await
+            .expect("insert call");
+        store
+            .upsert(&admin, &SecretHash::from_phc("admin-phc".into()), at(5))
+            .await
+            .expect("admin");
+        store
+            .revoke_token(&owner.id, "tok", None)
+            .await
+            .expect("revoke");
+        store.close().await;
+    }
+
+    let store = SqliteStore::connect(&url).await.expect("reconnect");
+    store.migrate().await.expect("migrating again is a no-op");
+    let (found, hash) = store
+        .find_with_secret(&owner.id)
+        .await
+        .expect("find")
+        .expect("client survived");
+    assert_eq!(found, owner);
+    assert_eq!(hash.as_phc(), "phc");
+    assert_eq!(
+        store.find_by_id(&record.id).await.expect("find"),
+        Some(record)
+    );
+    assert_eq!(
+        AdminRepository::find(&store, &admin)
+            .await
+            .expect("find")
+            .map(|a| a.created_at),
+        Some(at(5))
+    );
+    assert!(store.is_token_revoked("tok").await.expect("check"));
+}
+
+#[tokio::test]
+async fn the_data_directory_is_created_on_first_connect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("nested").join("data");
+    let file = data_dir.join("outcall.db");
+    assert!(!data_dir.exists());
+
+    let store = SqliteStore::connect(&url(&file)).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    store.ping().await.expect("ping");
+
+    assert!(data_dir.is_dir());
+    assert!(file.is_file());
+    // WAL mode keeps a write-ahead log beside the database file.
+    ClientRepository::insert(
+        &store,
+        &client("walcheck"),
+        &SecretHash::from_phc("x".into()),
+    )
+    .await
+    .expect("insert");
+    assert!(data_dir.join("outcall.db-wal").is_file());
+}
+
+#[tokio::test]
+async fn an_in_memory_database_works_through_a_single_connection() {
+    let store = SqliteStore::connect("sqlite::memory:")
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let owner = client("memory");
+    ClientRepository::insert(&store, &owner, &SecretHash::from_phc("x".into()))
+        .await
+        .expect("insert");
+    assert_eq!(
+        ClientRepository::find(&store, &owner.id)
+            .await
+            .expect("find"),
+        Some(owner)
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_an_unexpected_error_naming_the_record_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = url(&dir.path().join("outcall.db"));
+    let store = SqliteStore::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let owner = client("broken");
+    ClientRepository::insert(&store, &owner, &SecretHash::from_phc("x".into()))
+        .await
+        .expect("insert");
+    CallRepository::insert(&store, &call(&owner.id, "call-bad"))
+        .await
+        .expect("insert call");
+
+    // Damage the rows behind the store's back, as a bad manual edit would.
+    let raw = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("raw connection");
+    sqlx::query("UPDATE clients SET phone = 'not a phone' WHERE client_id = 'broken'")
+        .execute(&raw)
+        .await
+        .expect("corrupt client");
+    sqlx::query("UPDATE calls SET duration = -5 WHERE call_id = 'call-bad'")
+        .execute(&raw)
+        .await
+        .expect_err("the schema refuses a negative duration");
+    sqlx::query("UPDATE calls SET call_sid = 'CAshort' WHERE call_id = 'call-bad'")
+        .execute(&raw)
+        .await
+        .expect("corrupt call");
+    raw.close().await;
+
+    let err = ClientRepository::find(&store, &owner.id)
+        .await
+        .expect_err("corrupt client");
+    let RepositoryError::Unexpected(cause) = err else {
+        panic!("expected Unexpected, got {err:?}");
+    };
+    let chain = format!("{cause:#}");
+    assert!(
+        chain.contains("broken") && chain.contains("phone"),
+        "{chain}"
+    );
+
+    let err = store
+        .find_by_id(&CallId::parse("call-bad").expect("valid"))
+        .await
+        .expect_err("corrupt call");
+    let RepositoryError::Unexpected(cause) = err else {
+        panic!("expected Unexpected, got {err:?}");
+    };
+    let chain = format!("{cause:#}");
+    assert!(
+        chain.contains("call-bad") && chain.contains("call_sid"),
+        "{chain}"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_url_is_an_error_not_a_panic() {
+    let err = SqliteStore::connect("sqlite://x.db?mode=bogus")
+        .await
+        .expect_err("invalid");
+    assert!(format!("{err:#}").contains("URL"), "{err:#}");
+}
