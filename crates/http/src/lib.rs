@@ -1,1 +1,165 @@
+//! outcall's HTTP API (actix-web 4): the account, authentication and call-history endpoints
+//! of the API contract, with their exact paths, camelCase JSON bodies, status codes and
+//! error bodies.
+//!
+//! # Mounting
+//! The login rate limiter must be one per process, not one per worker, so it lives in
+//! [`Api`], which is built once and cloned into every worker:
+//!
+//! ```ignore
+//! let api = outcall_http::Api::new(state, settings);
+//! HttpServer::new(move || api.app()).bind(addr)?.run().await
+//! ```
+//!
+//! [`app`] builds a fresh [`Api`] for a single `App` (tests, or one worker).
+//!
+//! # Shape
+//! - Handlers are thin: extractors (auth is an argument: [`AdminPrincipal`],
+//!   [`ClientPrincipal`]), one `TryFrom` from a request DTO into a domain command, exactly
+//!   one service call, one response DTO.
+//! - One [`ApiError`], one status table, one JSON error body, also for extractor and
+//!   framework errors (bad JSON 400, content type 415, body size 413, unknown route 404,
+//!   wrong method 405). 5xx causes are logged with `tracing::error!`, never shown.
+//! - The crate sees only domain services and ports; it names no adapter.
 
+mod dto;
+mod error;
+mod extract;
+mod rate_limit;
+mod routes;
+mod time;
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::ErrorHandlers;
+use actix_web::{App, web};
+use outcall_domain::ports::HealthProbe;
+use outcall_domain::services::{Authentication, CallHistory, ClientAccounts};
+use tracing_actix_web::TracingLogger;
+
+pub use error::{ApiError, Forbidden, Problem};
+pub use extract::{AdminPrincipal, CallIdParam, ClientIdParam, ClientPrincipal};
+pub use time::Millis;
+
+use rate_limit::LoginLimiter;
+
+/// The domain services the handlers call, and the readiness probe.
+#[derive(Clone)]
+pub struct ApiState {
+    pub accounts: ClientAccounts,
+    pub auth: Authentication,
+    pub calls: CallHistory,
+    pub health: Arc<dyn HealthProbe>,
+}
+
+/// Login attempts allowed per minute; the burst equals the per-minute quota. 0 switches a
+/// limit off.
+#[derive(Clone, Debug)]
+pub struct LoginLimits {
+    /// Per client id (login and change-secret) or admin username.
+    pub per_account_per_minute: u32,
+    /// Per source address (IPv6: per /64).
+    pub per_address_per_minute: u32,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self {
+            per_account_per_minute: 10,
+            per_address_per_minute: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Largest JSON body on most routes (default 64 KiB).
+    pub json_limit_bytes: usize,
+    /// Largest JSON body when adding or updating a call, which may carry a transcript
+    /// (default 1 MiB).
+    pub call_json_limit_bytes: usize,
+    pub login_limits: LoginLimits,
+    /// Key login limits by the last `X-Forwarded-For` entry instead of the peer address.
+    /// Only for deployments behind a proxy that sets it (default false).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            json_limit_bytes: 64 * 1024,
+            call_json_limit_bytes: 1024 * 1024,
+            login_limits: LoginLimits::default(),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// The API, built once per process: state, settings and the shared login rate limiter.
+#[derive(Clone)]
+pub struct Api {
+    state: web::Data<ApiState>,
+    settings: HttpSettings,
+    limiter: web::Data<LoginLimiter>,
+}
+
+impl Api {
+    pub fn new(state: ApiState, settings: HttpSettings) -> Self {
+        let limiter = LoginLimiter::new(&settings.login_limits, settings.trust_forwarded_for);
+        Self {
+            state: web::Data::new(state),
+            settings,
+            limiter: web::Data::new(limiter),
+        }
+    }
+
+    /// One `App` with every route, the extractor error handlers, JSON 404/405 and request
+    /// spans. Call it from the `HttpServer::new` factory; all workers share the limiter.
+    pub fn app(
+        &self,
+    ) -> App<
+        impl ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<impl MessageBody + use<>>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + use<>,
+    > {
+        let json = |limit: usize| {
+            web::JsonConfig::default()
+                .limit(limit)
+                .error_handler(error::json_error_handler)
+        };
+        let call_json = json(self.settings.call_json_limit_bytes);
+        App::new()
+            .app_data(self.state.clone())
+            .app_data(self.limiter.clone())
+            .app_data(json(self.settings.json_limit_bytes))
+            .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
+            .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
+            .configure(|cfg| routes::configure(cfg, call_json))
+            .default_service(web::to(error::route_not_found))
+            .wrap(ErrorHandlers::new().default_handler(error::json_fallback))
+            .wrap(TracingLogger::default())
+    }
+}
+
+/// An `App` with its own rate limiter. Fine for tests and a single worker; a multi-worker
+/// server should build one [`Api`] and call [`Api::app`] per worker.
+pub fn app(
+    state: ApiState,
+    settings: HttpSettings,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    Api::new(state, settings).app()
+}

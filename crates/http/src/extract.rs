@@ -1,0 +1,275 @@
+//! Extractors: who is calling (`AdminPrincipal`, `ClientPrincipal`), which client or call
+//! a path names (`ClientIdParam`, `CallIdParam`), and JSON object bodies (`Body`).
+//!
+//! actix polls all of a handler's extractors together, so a body or path extractor could
+//! answer (400, 404) before authentication finishes. Protected routes are therefore also
+//! wrapped in a gate ([`admin_gate`], [`client_gate`]) that authenticates first, refuses with
+//! 401/403 before the body is read, and leaves the result for the principal extractor, which
+//! authenticates by itself only when no gate ran.
+
+use std::future::{Ready, ready};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+use outcall_domain::ports::TokenClaims;
+use outcall_domain::services::{Authenticated, UnauthorizedReason};
+use outcall_domain::{AdminUsername, CallId, Client, ClientId};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::ApiState;
+use crate::error::{ApiError, Forbidden, describe_json_error};
+
+/// An admin holding a valid admin token.
+#[derive(Debug, Clone)]
+pub struct AdminPrincipal {
+    pub username: AdminUsername,
+}
+
+/// A client holding a valid client token, as the account is now (Active, same secret).
+#[derive(Debug, Clone)]
+pub struct ClientPrincipal {
+    pub client: Client,
+    pub claims: TokenClaims,
+}
+
+impl ClientPrincipal {
+    pub fn id(&self) -> &ClientId {
+        &self.client.id
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Admin,
+    Client,
+}
+
+/// What a gate found, for the extractor of the same request.
+struct Verified(Authenticated);
+
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
+fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::Unauthorized(UnauthorizedReason::MissingToken));
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized(UnauthorizedReason::InvalidToken))?;
+    let token = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+        .ok_or(ApiError::Unauthorized(UnauthorizedReason::MissingToken))?;
+    Ok(token.to_owned())
+}
+
+async fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+    let token = bearer_token(req)?;
+    let state = req
+        .app_data::<web::Data<ApiState>>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("ApiState is not registered")))?;
+    Ok(state.auth.authenticate(&token).await?)
+}
+
+fn check_role(who: &Authenticated, role: Role) -> Result<(), ApiError> {
+    match (who, role) {
+        (Authenticated::Admin { .. }, Role::Admin)
+        | (Authenticated::Client { .. }, Role::Client) => Ok(()),
+        (Authenticated::Client { .. }, Role::Admin) => {
+            Err(ApiError::Forbidden(Forbidden::AdminTokenRequired))
+        }
+        (Authenticated::Admin { .. }, Role::Client) => {
+            Err(ApiError::Forbidden(Forbidden::ClientTokenRequired))
+        }
+    }
+}
+
+/// The gate's result if one ran, else a fresh authentication.
+async fn principal(req: &HttpRequest, role: Role) -> Result<Authenticated, ApiError> {
+    let verified = req.extensions_mut().remove::<Verified>();
+    let who = match verified {
+        Some(Verified(who)) => who,
+        None => authenticate(req).await?,
+    };
+    check_role(&who, role)?;
+    Ok(who)
+}
+
+async fn gate<B: MessageBody>(
+    role: Role,
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let checked = match authenticate(req.request()).await {
+        Ok(who) => check_role(&who, role).map(|()| who),
+        Err(err) => Err(err),
+    };
+    match checked {
+        Ok(who) => {
+            req.extensions_mut().insert(Verified(who));
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        Err(err) => Ok(req.error_response(err).map_into_right_body()),
+    }
+}
+
+/// Middleware for routes only admins may use (`middleware::from_fn(admin_gate)`).
+pub async fn admin_gate<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    gate(Role::Admin, req, next).await
+}
+
+/// Middleware for routes only clients may use.
+pub async fn client_gate<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    gate(Role::Client, req, next).await
+}
+
+impl FromRequest for AdminPrincipal {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match principal(&req, Role::Admin).await? {
+                Authenticated::Admin { username, .. } => Ok(Self { username }),
+                Authenticated::Client { .. } => {
+                    Err(ApiError::Forbidden(Forbidden::AdminTokenRequired))
+                }
+            }
+        })
+    }
+}
+
+impl FromRequest for ClientPrincipal {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match principal(&req, Role::Client).await? {
+                Authenticated::Client { client, claims } => Ok(Self {
+                    client: *client,
+                    claims,
+                }),
+                Authenticated::Admin { .. } => {
+                    Err(ApiError::Forbidden(Forbidden::ClientTokenRequired))
+                }
+            }
+        })
+    }
+}
+
+/// `{clientId}` of the path. An id that cannot exist is simply not found.
+#[derive(Debug, Clone)]
+pub struct ClientIdParam(pub ClientId);
+
+impl FromRequest for ClientIdParam {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.match_info()
+                .get("clientId")
+                .and_then(|raw| ClientId::parse(raw).ok())
+                .map(Self)
+                .ok_or(ApiError::ClientNotFound),
+        )
+    }
+}
+
+/// `{callId}` of the path.
+#[derive(Debug, Clone)]
+pub struct CallIdParam(pub CallId);
+
+impl FromRequest for CallIdParam {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.match_info()
+                .get("callId")
+                .and_then(|raw| CallId::parse(raw).ok())
+                .map(Self)
+                .ok_or(ApiError::CallNotFound),
+        )
+    }
+}
+
+/// A JSON request body that must be an object, deserialised into a request struct.
+///
+/// Read through `web::Json<Value>`, so content type, size limit and syntax errors go through
+/// the app's `JsonConfig` error handler. The object check matters: serde would otherwise
+/// accept an array as a struct, member by position.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = web::Json::<Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = json.await?.into_inner();
+            if !value.is_object() {
+                return Err(
+                    ApiError::InvalidJson("request body must be a JSON object".into()).into(),
+                );
+            }
+            serde_json::from_value(value)
+                .map(Body)
+                .map_err(|err| ApiError::InvalidJson(describe_json_error(&err)).into())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn token_of(header: Option<&str>) -> Result<String, UnauthorizedReason> {
+        let mut req = TestRequest::default();
+        if let Some(value) = header {
+            req = req.insert_header((header::AUTHORIZATION, value));
+        }
+        bearer_token(&req.to_http_request()).map_err(|err| match err {
+            ApiError::Unauthorized(reason) => reason,
+            other => panic!("unexpected {other:?}"),
+        })
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_authorization_header() {
+        assert_eq!(token_of(Some("Bearer abc.def")), Ok("abc.def".to_owned()));
+        assert_eq!(token_of(Some("bearer   abc")), Ok("abc".to_owned()));
+        assert_eq!(token_of(None), Err(UnauthorizedReason::MissingToken));
+        assert_eq!(
+            token_of(Some("Basic dXNlcjpwdw==")),
+            Err(UnauthorizedReason::MissingToken)
+        );
+        assert_eq!(
+            token_of(Some("Bearer ")),
+            Err(UnauthorizedReason::MissingToken)
+        );
+        assert_eq!(
+            token_of(Some("Bearer")),
+            Err(UnauthorizedReason::MissingToken)
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! The route table. Paths and methods are the API contract's.
+//!
+//! Every path is a `web::resource`, never `scope.route(path, ..)`: the latter puts the method
+//! guard on the resource, so a wrong method would fall through to 404 instead of 405.
+
+mod auth;
+mod calls;
+mod clients;
+mod health;
+
+use actix_web::middleware::from_fn;
+use actix_web::web::{self, ServiceConfig};
+
+use crate::extract::{admin_gate, client_gate};
+
+/// Registers every route of the accounts, auth and call-history API. `call_json` is the
+/// larger body limit of the call add/update resources (transcripts).
+pub fn configure(cfg: &mut ServiceConfig, call_json: web::JsonConfig) {
+    cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(
+            web::scope("/auth")
+                .service(web::resource("/admin/login").route(web::post().to(auth::admin_login)))
+                .service(web::resource("/login").route(web::post().to(auth::client_login)))
+                .service(web::resource("/verify").route(web::post().to(auth::verify)))
+                .service(
+                    web::resource("/refresh")
+                        .wrap(from_fn(client_gate))
+                        .route(web::post().to(auth::refresh)),
+                )
+                .service(
+                    web::resource("/logout")
+                        .wrap(from_fn(client_gate))
+                        .route(web::post().to(auth::logout)),
+                )
+                .service(
+                    web::resource("/change-secret")
+                        .wrap(from_fn(client_gate))
+                        .route(web::post().to(auth::change_secret)),
+                ),
+        )
+        .service(
+            web::scope("/admin")
+                .wrap(from_fn(admin_gate))
+                .service(
+                    web::resource("/clients")
+                        .route(web::get().to(clients::list))
+                        .route(web::post().to(clients::create)),
+                )
+                .service(
+                    web::resource("/clients/{clientId}")
+                        .route(web::get().to(clients::get))
+                        .route(web::put().to(clients::update))
+                        .route(web::delete().to(clients::delete)),
+                )
+                .service(
+                    web::resource("/clients/{clientId}/reset-secret")
+                        .route(web::post().to(clients::reset_secret)),
+                )
+                .service(
+                    web::resource("/clients/{clientId}/calls")
+                        .app_data(call_json.clone())
+                        .route(web::get().to(calls::list_for_admin))
+                        .route(web::post().to(calls::add)),
+                )
+                .service(
+                    web::resource("/clients/{clientId}/calls/{callId}")
+                        .app_data(call_json)
+                        .route(web::get().to(calls::get_for_admin))
+                        .route(web::put().to(calls::update)),
+                )
+                .service(web::resource("/dashboard").route(web::get().to(calls::dashboard)))
+                .service(web::resource("/activity").route(web::get().to(calls::activity))),
+        )
+        .service(
+            web::scope("/secure")
+                .wrap(from_fn(client_gate))
+                .service(
+                    web::resource("/client")
+                        .route(web::get().to(clients::get_own))
+                        .route(web::put().to(clients::update_own)),
+                )
+                .service(web::resource("/calls").route(web::get().to(calls::list_own)))
+                .service(web::resource("/calls/{callId}").route(web::get().to(calls::get_own)))
+                .service(web::resource("/call-stats").route(web::get().to(calls::stats))),
+        );
+}

@@ -1,0 +1,203 @@
+//! Building an `App` over mocks and calling it.
+
+use std::sync::Arc;
+
+use actix_http::Request;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::test::{self, TestRequest};
+use chrono::Duration;
+use outcall_domain::ports::{
+    IssuedToken, MockAdminRepository, MockCallRepository, MockClientRepository, MockClock,
+    MockHealthProbe, MockIdGenerator, MockSecretHasher, MockTokenService, Principal, TokenClaims,
+    TokenError,
+};
+use outcall_domain::services::{Authentication, CallHistory, ClientAccounts};
+use outcall_domain::test_support::{client_fixture, fixed_now};
+use outcall_domain::{AdminAccount, AdminUsername, Client, ClientId, SecretHash};
+use outcall_http::{ApiState, HttpSettings};
+use serde_json::Value;
+
+pub const ADMIN_TOKEN: &str = "admin-token";
+/// A token of client `c1`.
+pub const CLIENT_TOKEN: &str = "client-token";
+
+pub struct Mocks {
+    pub clients: MockClientRepository,
+    pub admins: MockAdminRepository,
+    pub calls: MockCallRepository,
+    pub hasher: MockSecretHasher,
+    pub tokens: MockTokenService,
+    pub ids: MockIdGenerator,
+    pub health: MockHealthProbe,
+}
+
+pub fn admin_name() -> AdminUsername {
+    AdminUsername::parse("admin").expect("valid")
+}
+
+pub fn claims(principal: Principal, token_id: &str) -> TokenClaims {
+    TokenClaims {
+        principal,
+        token_id: token_id.to_owned(),
+        issued_at: fixed_now(),
+        expires_at: Some(fixed_now() + Duration::hours(1)),
+    }
+}
+
+pub fn client_claims(id: &str) -> TokenClaims {
+    claims(
+        Principal::Client {
+            client_id: ClientId::parse(id).expect("valid"),
+            token_version: 0,
+        },
+        &format!("jti-{id}"),
+    )
+}
+
+/// What the token service signs: `signed-<admin|client id>`.
+pub fn issued(principal: &Principal) -> IssuedToken {
+    let name = match principal {
+        Principal::Admin { username } => username.as_str().to_owned(),
+        Principal::Client { client_id, .. } => client_id.as_str().to_owned(),
+    };
+    IssuedToken {
+        token: format!("signed-{name}"),
+        claims: claims(principal.clone(), "jti-new"),
+    }
+}
+
+impl Mocks {
+    pub fn new() -> Self {
+        Self {
+            clients: MockClientRepository::new(),
+            admins: MockAdminRepository::new(),
+            calls: MockCallRepository::new(),
+            hasher: MockSecretHasher::new(),
+            tokens: MockTokenService::new(),
+            ids: MockIdGenerator::new(),
+            health: MockHealthProbe::new(),
+        }
+    }
+
+    /// Mocks where `ADMIN_TOKEN` is the admin's and `CLIENT_TOKEN` is client `c1`'s, and
+    /// `known` are the stored clients (`c1` is added when absent).
+    pub fn signed_in(mut known: Vec<Client>) -> Self {
+        let mut mocks = Self::new();
+        if !known.iter().any(|c| c.id.as_str() == "c1") {
+            known.push(client_fixture("c1"));
+        }
+        mocks.tokens.expect_verify().returning(|token| match token {
+            ADMIN_TOKEN => Ok(claims(
+                Principal::Admin {
+                    username: admin_name(),
+                },
+                "jti-admin",
+            )),
+            CLIENT_TOKEN => Ok(client_claims("c1")),
+            "expired-token" => Err(TokenError::Expired),
+            _ => Err(TokenError::Invalid("bad signature")),
+        });
+        mocks.admins.expect_find().returning(|name| {
+            Ok((name.as_str() == "admin").then(|| AdminAccount {
+                username: admin_name(),
+                password_hash: SecretHash::from_phc("$argon2id$admin".into()),
+                created_at: fixed_now(),
+                updated_at: fixed_now(),
+            }))
+        });
+        mocks
+            .clients
+            .expect_find()
+            .returning(move |id| Ok(known.iter().find(|c| &c.id == id).cloned()));
+        mocks
+            .clients
+            .expect_is_token_revoked()
+            .returning(|_| Ok(false));
+        mocks
+    }
+
+    pub fn state(self) -> ApiState {
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(fixed_now());
+        let clock: Arc<MockClock> = Arc::new(clock);
+        let clients = Arc::new(self.clients);
+        let hasher = Arc::new(self.hasher);
+        let ids = Arc::new(self.ids);
+        ApiState {
+            accounts: ClientAccounts::new(
+                clients.clone(),
+                hasher.clone(),
+                clock.clone(),
+                ids.clone(),
+            ),
+            auth: Authentication::new(
+                clients.clone(),
+                Arc::new(self.admins),
+                hasher,
+                Arc::new(self.tokens),
+                clock.clone(),
+            ),
+            calls: CallHistory::new(Arc::new(self.calls), clients, clock, ids),
+            health: Arc::new(self.health),
+        }
+    }
+}
+
+/// A response whose body was checked to be JSON (every answer of this API is).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn send<S, B>(app: &S, req: Request) -> Reply
+where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    let response = test::call_service(app, req).await;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = test::read_body(response).await;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{status} answered with content type {content_type:?}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let body = serde_json::from_slice(&bytes).expect("a JSON body");
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Builds the app over `mocks` with default settings and sends one request.
+pub async fn one(mocks: Mocks, req: TestRequest) -> Reply {
+    one_with(mocks, HttpSettings::default(), req).await
+}
+
+pub async fn one_with(mocks: Mocks, settings: HttpSettings, req: TestRequest) -> Reply {
+    let app = test::init_service(outcall_http::app(mocks.state(), settings)).await;
+    send(&app, req.to_request()).await
+}
+
+pub fn admin(req: TestRequest) -> TestRequest {
+    req.insert_header((header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}")))
+}
+
+pub fn client(req: TestRequest) -> TestRequest {
+    req.insert_header((header::AUTHORIZATION, format!("Bearer {CLIENT_TOKEN}")))
+}

@@ -1,0 +1,9 @@
+//! HTTP-layer tests: the real `App` over mocked ports. They check paths, status codes, JSON
+//! shapes and that invalid requests never reach a port.
+
+mod auth;
+mod calls;
+mod clients;
+#[cfg(test)]
+mod common;
+mod errors;
