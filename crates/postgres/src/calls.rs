@@ -65,8 +65,7 @@ fn optional_call(row: Option<PgRow>, what: String) -> Result<Option<Call>, Repos
 // is past the end. The status filter has its own statement so each plan uses its own index.
 const PAGE_ALL: &str = concat!(
     "SELECT t.total, t.total AS filtered, p.* FROM ( \
-         SELECT COALESCE(SUM(calls), 0)::BIGINT AS total FROM call_tallies \
-         WHERE client_id = $1 AND dimension = 'status' \
+         SELECT COALESCE((SELECT calls FROM call_tallies WHERE client_id = $1), 0) AS total \
      ) t LEFT JOIN LATERAL ( \
          SELECT ",
     call_columns!(),
@@ -77,18 +76,58 @@ const PAGE_ALL: &str = concat!(
 );
 
 const PAGE_BY_STATUS: &str = concat!(
-    "SELECT t.total, t.filtered, p.* FROM ( \
-         SELECT COALESCE(SUM(calls), 0)::BIGINT AS total, \
-                COALESCE(SUM(calls) FILTER (WHERE value = $4), 0)::BIGINT AS filtered \
-         FROM call_tallies WHERE client_id = $1 AND dimension = 'status' \
+    "SELECT COALESCE(t.total, 0) AS total, COALESCE(t.filtered, 0) AS filtered, p.* FROM ( \
+         SELECT calls AS total, CASE $4::TEXT \
+             WHEN 'queued' THEN status_queued WHEN 'initiated' THEN status_initiated \
+             WHEN 'ringing' THEN status_ringing WHEN 'in-progress' THEN status_in_progress \
+             WHEN 'completed' THEN status_completed WHEN 'busy' THEN status_busy \
+             WHEN 'failed' THEN status_failed WHEN 'no-answer' THEN status_no_answer \
+             WHEN 'canceled' THEN status_canceled END AS filtered \
+         FROM (SELECT 1) one LEFT JOIN call_tallies ON client_id = $1 \
      ) t LEFT JOIN LATERAL ( \
          SELECT ",
     call_columns!(),
-    " FROM calls WHERE client_id = $1 AND status = $4 \
+    " FROM calls WHERE client_id = $1 AND status = $4::TEXT \
          ORDER BY start_time DESC, call_id DESC LIMIT $2 OFFSET $3 \
      ) p ON TRUE \
      ORDER BY p.start_time DESC, p.call_id DESC"
 );
+
+/// The `call_tallies` column counting calls in `status`.
+fn status_column(status: CallStatus) -> &'static str {
+    match status {
+        CallStatus::Queued => "status_queued",
+        CallStatus::Initiated => "status_initiated",
+        CallStatus::Ringing => "status_ringing",
+        CallStatus::InProgress => "status_in_progress",
+        CallStatus::Completed => "status_completed",
+        CallStatus::Busy => "status_busy",
+        CallStatus::Failed => "status_failed",
+        CallStatus::NoAnswer => "status_no_answer",
+        CallStatus::Canceled => "status_canceled",
+    }
+}
+
+/// The `call_tallies` column counting calls with `outcome` (`Unknown` includes no outcome).
+fn outcome_column(outcome: CallOutcome) -> &'static str {
+    match outcome {
+        CallOutcome::Interested => "outcome_interested",
+        CallOutcome::NotInterested => "outcome_not_interested",
+        CallOutcome::Callback => "outcome_callback",
+        CallOutcome::Unavailable => "outcome_unavailable",
+        CallOutcome::Unknown => "outcome_unknown",
+    }
+}
+
+/// The `call_tallies` column counting calls with `sentiment` (`Unknown` includes none).
+fn sentiment_column(sentiment: Sentiment) -> &'static str {
+    match sentiment {
+        Sentiment::Positive => "sentiment_positive",
+        Sentiment::Neutral => "sentiment_neutral",
+        Sentiment::Negative => "sentiment_negative",
+        Sentiment::Unknown => "sentiment_unknown",
+    }
+}
 
 #[async_trait]
 impl CallRepository for PgStore {
@@ -263,35 +302,34 @@ impl CallRepository for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(client_id = %client_id))]
     async fn stats_for_client(&self, client_id: &ClientId) -> Result<CallStats, RepositoryError> {
-        let rows = sqlx::query(
-            "SELECT dimension, value, calls, total_duration, calls_with_duration \
-             FROM call_tallies WHERE client_id = $1",
-        )
-        .bind(client_id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e, format!("reading call statistics of client {client_id}")))?;
+        // One row, kept exact by the triggers; no row means no calls.
+        let row = sqlx::query("SELECT * FROM call_tallies WHERE client_id = $1")
+            .bind(client_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(e, format!("reading call statistics of client {client_id}")))?;
+        let Some(row) = row else {
+            return Ok(CallStats::empty());
+        };
         let decode = || -> anyhow::Result<CallStats> {
             let mut stats = CallStats::empty();
-            for row in &rows {
-                let calls = count(row, "calls")?;
-                match rows::get::<String>(row, "dimension")?.as_str() {
-                    "status" => {
-                        stats
-                            .by_status
-                            .add(rows::parsed(row, "value", CallStatus::parse)?, calls);
-                        stats.total += calls;
-                        stats.total_duration += count(row, "total_duration")?;
-                        stats.calls_with_duration += count(row, "calls_with_duration")?;
-                    }
-                    "outcome" => stats
-                        .by_outcome
-                        .add(rows::parsed(row, "value", CallOutcome::parse)?, calls),
-                    "sentiment" => stats
-                        .by_sentiment
-                        .add(rows::parsed(row, "value", Sentiment::parse)?, calls),
-                    other => anyhow::bail!("unknown tally dimension {other:?}"),
-                }
+            stats.total = count(&row, "calls")?;
+            stats.total_duration = count(&row, "total_duration")?;
+            stats.calls_with_duration = count(&row, "calls_with_duration")?;
+            for status in CallStatus::ALL {
+                stats
+                    .by_status
+                    .add(status, count(&row, status_column(status))?);
+            }
+            for outcome in CallOutcome::ALL {
+                stats
+                    .by_outcome
+                    .add(outcome, count(&row, outcome_column(outcome))?);
+            }
+            for sentiment in Sentiment::ALL {
+                stats
+                    .by_sentiment
+                    .add(sentiment, count(&row, sentiment_column(sentiment))?);
             }
             Ok(stats)
         };
@@ -300,40 +338,48 @@ impl CallRepository for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn dashboard(&self, recent_since: Timestamp) -> Result<CallDashboard, RepositoryError> {
-        // Tallies summed over clients (a few rows each), plus an index range count for
+        // The tallies summed over clients (one row each) plus an index-only range count for
         // "recent"; one statement, one snapshot.
-        let rows = sqlx::query(
-            "SELECT dimension, value, SUM(calls)::BIGINT AS calls FROM call_tallies \
-             WHERE dimension IN ('status', 'outcome') GROUP BY dimension, value \
-             UNION ALL \
-             SELECT 'recent', '', COUNT(*) FROM calls WHERE start_time >= $1",
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM calls WHERE start_time >= $1) AS recent, \
+               COALESCE(SUM(calls), 0)::BIGINT AS calls, \
+               COALESCE(SUM(status_queued), 0)::BIGINT AS status_queued, \
+               COALESCE(SUM(status_initiated), 0)::BIGINT AS status_initiated, \
+               COALESCE(SUM(status_ringing), 0)::BIGINT AS status_ringing, \
+               COALESCE(SUM(status_in_progress), 0)::BIGINT AS status_in_progress, \
+               COALESCE(SUM(status_completed), 0)::BIGINT AS status_completed, \
+               COALESCE(SUM(status_busy), 0)::BIGINT AS status_busy, \
+               COALESCE(SUM(status_failed), 0)::BIGINT AS status_failed, \
+               COALESCE(SUM(status_no_answer), 0)::BIGINT AS status_no_answer, \
+               COALESCE(SUM(status_canceled), 0)::BIGINT AS status_canceled, \
+               COALESCE(SUM(outcome_interested), 0)::BIGINT AS outcome_interested, \
+               COALESCE(SUM(outcome_not_interested), 0)::BIGINT AS outcome_not_interested, \
+               COALESCE(SUM(outcome_callback), 0)::BIGINT AS outcome_callback, \
+               COALESCE(SUM(outcome_unavailable), 0)::BIGINT AS outcome_unavailable, \
+               COALESCE(SUM(outcome_unknown), 0)::BIGINT AS outcome_unknown \
+             FROM call_tallies",
         )
         .bind(recent_since)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(|e| classify(e, "reading the call dashboard"))?;
         let decode = || -> anyhow::Result<CallDashboard> {
             let mut dashboard = CallDashboard {
-                total: 0,
-                recent: 0,
+                total: count(&row, "calls")?,
+                recent: count(&row, "recent")?,
                 by_status: Tally::statuses(),
                 by_outcome: Tally::outcomes(),
             };
-            for row in &rows {
-                let calls = count(row, "calls")?;
-                match rows::get::<String>(row, "dimension")?.as_str() {
-                    "status" => {
-                        dashboard
-                            .by_status
-                            .add(rows::parsed(row, "value", CallStatus::parse)?, calls);
-                        dashboard.total += calls;
-                    }
-                    "outcome" => dashboard
-                        .by_outcome
-                        .add(rows::parsed(row, "value", CallOutcome::parse)?, calls),
-                    "recent" => dashboard.recent = calls,
-                    other => anyhow::bail!("unknown tally dimension {other:?}"),
-                }
+            for status in CallStatus::ALL {
+                dashboard
+                    .by_status
+                    .add(status, count(&row, status_column(status))?);
+            }
+            for outcome in CallOutcome::ALL {
+                dashboard
+                    .by_outcome
+                    .add(outcome, count(&row, outcome_column(outcome))?);
             }
             Ok(dashboard)
         };
