@@ -10,7 +10,7 @@ use outcall_domain::{BoundedText, SecretHash};
 use outcall_http::{HttpSettings, LoginLimits};
 use serde_json::{Value, json};
 
-use crate::common::{Mocks, admin, client, client_claims, issued, one, send};
+use crate::common::{GHOST_ADMIN_TOKEN, Mocks, admin, client, client_claims, issued, one, send};
 
 fn post(uri: &str, body: Value) -> TestRequest {
     TestRequest::post().uri(uri).set_json(body)
@@ -422,20 +422,37 @@ async fn the_wrong_kind_of_token_is_403() {
 
 #[actix_web::test]
 async fn an_unauthenticated_request_is_refused_before_its_body_or_path_is_judged() {
-    let mut mocks = Mocks::signed_in(vec![]);
-    mocks.clients.expect_insert().never();
-    let req = TestRequest::post()
-        .uri("/admin/clients")
+    // The admin lookup is pending when the body and path extractors would already have
+    // failed; only the gate makes authentication answer first.
+    let ghost = |req: TestRequest| {
+        req.insert_header((header::AUTHORIZATION, format!("Bearer {GHOST_ADMIN_TOKEN}")))
+    };
+    let slow = || {
+        let mut mocks = Mocks::signed_in(vec![]);
+        mocks.slow_admin_lookups = true;
+        mocks.clients.expect_insert().never();
+        mocks
+    };
+    let req = ghost(TestRequest::post().uri("/admin/clients"))
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .set_payload("{not json");
-    let reply = one(mocks, req).await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let reply = one(slow(), req).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+    assert_eq!(reply.body["message"], "Token subject no longer exists");
+
     let reply = one(
-        Mocks::signed_in(vec![]),
-        TestRequest::get().uri("/admin/clients/not%20an%20id"),
+        slow(),
+        ghost(TestRequest::get().uri("/admin/clients/has%20space")),
     )
     .await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+
+    let reply = one(
+        slow(),
+        ghost(TestRequest::get().uri("/admin/clients?limit=abc")),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
 }
 
 #[actix_web::test]

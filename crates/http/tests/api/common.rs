@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use actix_http::Request;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -9,19 +11,21 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::test::{self, TestRequest};
 use chrono::Duration;
 use outcall_domain::ports::{
-    IssuedToken, MockAdminRepository, MockCallRepository, MockClientRepository, MockClock,
-    MockHealthProbe, MockIdGenerator, MockSecretHasher, MockTokenService, Principal, TokenClaims,
-    TokenError,
+    AdminRepository, IssuedToken, MockAdminRepository, MockCallRepository, MockClientRepository,
+    MockClock, MockHealthProbe, MockIdGenerator, MockSecretHasher, MockTokenService, Principal,
+    RepositoryError, TokenClaims, TokenError,
 };
 use outcall_domain::services::{Authentication, CallHistory, ClientAccounts};
 use outcall_domain::test_support::{client_fixture, fixed_now};
-use outcall_domain::{AdminAccount, AdminUsername, Client, ClientId, SecretHash};
+use outcall_domain::{AdminAccount, AdminUsername, Client, ClientId, SecretHash, Timestamp};
 use outcall_http::{ApiState, HttpSettings};
 use serde_json::Value;
 
 pub const ADMIN_TOKEN: &str = "admin-token";
 /// A token of client `c1`.
 pub const CLIENT_TOKEN: &str = "client-token";
+/// A well-signed admin token whose admin no longer exists.
+pub const GHOST_ADMIN_TOKEN: &str = "ghost-admin-token";
 
 pub struct Mocks {
     pub clients: MockClientRepository,
@@ -31,6 +35,35 @@ pub struct Mocks {
     pub tokens: MockTokenService,
     pub ids: MockIdGenerator,
     pub health: MockHealthProbe,
+    /// Make admin lookups yield once before answering, as a real store would, so that
+    /// authentication is still pending when synchronous extractors finish.
+    pub slow_admin_lookups: bool,
+}
+
+struct YieldingAdmins(MockAdminRepository);
+
+#[async_trait]
+impl AdminRepository for YieldingAdmins {
+    async fn upsert(
+        &self,
+        username: &AdminUsername,
+        hash: &SecretHash,
+        at: Timestamp,
+    ) -> Result<(), RepositoryError> {
+        self.0.upsert(username, hash, at).await
+    }
+
+    async fn find(
+        &self,
+        username: &AdminUsername,
+    ) -> Result<Option<AdminAccount>, RepositoryError> {
+        tokio::task::yield_now().await;
+        self.0.find(username).await
+    }
+
+    async fn count(&self) -> Result<u64, RepositoryError> {
+        self.0.count().await
+    }
 }
 
 pub fn admin_name() -> AdminUsername {
@@ -78,6 +111,7 @@ impl Mocks {
             tokens: MockTokenService::new(),
             ids: MockIdGenerator::new(),
             health: MockHealthProbe::new(),
+            slow_admin_lookups: false,
         }
     }
 
@@ -96,6 +130,12 @@ impl Mocks {
                 "jti-admin",
             )),
             CLIENT_TOKEN => Ok(client_claims("c1")),
+            GHOST_ADMIN_TOKEN => Ok(claims(
+                Principal::Admin {
+                    username: AdminUsername::parse("ghost").expect("valid"),
+                },
+                "jti-ghost",
+            )),
             "expired-token" => Err(TokenError::Expired),
             _ => Err(TokenError::Invalid("bad signature")),
         });
@@ -125,6 +165,11 @@ impl Mocks {
         let clients = Arc::new(self.clients);
         let hasher = Arc::new(self.hasher);
         let ids = Arc::new(self.ids);
+        let admins: Arc<dyn AdminRepository> = if self.slow_admin_lookups {
+            Arc::new(YieldingAdmins(self.admins))
+        } else {
+            Arc::new(self.admins)
+        };
         ApiState {
             accounts: ClientAccounts::new(
                 clients.clone(),
@@ -134,7 +179,7 @@ impl Mocks {
             ),
             auth: Authentication::new(
                 clients.clone(),
-                Arc::new(self.admins),
+                admins,
                 hasher,
                 Arc::new(self.tokens),
                 clock.clone(),

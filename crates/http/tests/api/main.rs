@@ -7,3 +7,5 @@ mod clients;
 #[cfg(test)]
 mod common;
 mod errors;
+#[cfg(test)]
+mod logs;

@@ -1,0 +1,108 @@
+//! What the request logs may and may not contain.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use outcall_domain::ports::RepositoryError;
+use outcall_http::HttpSettings;
+use serde_json::json;
+use tracing_subscriber::fmt::format::FmtSpan;
+
+use crate::common::{Mocks, admin, client, send};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
+#[actix_web::test]
+async fn logs_carry_failure_causes_but_never_secrets_tokens_or_phone_numbers() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // actix tests run on one thread, so a thread-local default sees every event.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut mocks = Mocks::signed_in(vec![]);
+    mocks
+        .clients
+        .expect_find_with_secret()
+        .returning(|_| Ok(None));
+    mocks.hasher.expect_verify_against_decoy().return_const(());
+    mocks.clients.expect_list().returning(|_| {
+        Err(RepositoryError::Unexpected(anyhow::anyhow!(
+            "disk quota exceeded on volume 7"
+        )))
+    });
+    let app = test::init_service(outcall_http::app(mocks.state(), HttpSettings::default())).await;
+
+    let login = TestRequest::post()
+        .uri("/auth/login")
+        .set_json(json!({"clientId": "c1", "clientSecret": "super-secret-value-4711"}))
+        .to_request();
+    assert_eq!(send(&app, login).await.status, StatusCode::UNAUTHORIZED);
+
+    let create = admin(TestRequest::post().uri("/admin/clients"))
+        .set_json(json!({
+            "clientSecret": "another-secret-value-0815",
+            "clientMeta": {"fullName": "J", "email": "j@example.com", "phone": "+12125559876"},
+            "agentId": "a1",
+            "twilioPhoneNumber": "not-a-number"
+        }))
+        .to_request();
+    assert_eq!(send(&app, create).await.status, StatusCode::BAD_REQUEST);
+
+    let read = client(TestRequest::get().uri("/secure/client")).to_request();
+    assert_eq!(send(&app, read).await.status, StatusCode::OK);
+
+    let list = admin(TestRequest::get().uri("/admin/clients")).to_request();
+    assert_eq!(
+        send(&app, list).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+
+    let logs = capture.text();
+    assert!(
+        logs.contains("disk quota exceeded on volume 7"),
+        "the 5xx cause is logged:\n{logs}"
+    );
+    assert!(
+        logs.contains("client_id=c1"),
+        "handler spans name the client:\n{logs}"
+    );
+    for secret in [
+        "super-secret-value-4711",
+        "another-secret-value-0815",
+        "client-token",
+        "admin-token",
+        "+12125559876",
+        "2125559876",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
+    }
+}
