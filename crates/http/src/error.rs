@@ -101,7 +101,7 @@ pub enum ApiError {
     RouteNotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// A framework response without a JSON body (see [`json_fallback`]).
+    /// A framework response that came without a JSON body, given one.
     #[error("HTTP {0}")]
     Http(StatusCode),
     /// `/readyz` when the store does not answer.

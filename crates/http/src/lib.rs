@@ -17,6 +17,13 @@
 //! - Handlers are thin: extractors (auth is an argument: [`AdminPrincipal`],
 //!   [`ClientPrincipal`]), one `TryFrom` from a request DTO into a domain command, exactly
 //!   one service call, one response DTO.
+//! - `/admin/*`, `/secure/*` and `/auth/{refresh,logout,change-secret}` are also wrapped in
+//!   an authentication gate, because actix polls a handler's extractors together: without
+//!   it an unauthenticated request could get a 400/404 about its body or path (and have its
+//!   body read) before authentication answers 401/403. The principal extractors reuse the
+//!   gate's result.
+//! - Request members are read as "any JSON value" and checked in the `TryFrom`, so a wrong
+//!   type, `null` or an unknown member is a 400 naming its JSON path (`clientMeta.phone`).
 //! - One [`ApiError`], one status table, one JSON error body, also for extractor and
 //!   framework errors (bad JSON 400, content type 415, body size 413, unknown route 404,
 //!   wrong method 405). 5xx causes are logged with `tracing::error!`, never shown.
