@@ -167,10 +167,21 @@ pub async fn the_dashboard_matches_values_computed_from_all_calls(repos: Repos) 
     }
 }
 
-/// Recent activity lists calls started at or after `since`, newest first (ties by call id
-/// descending), at most `limit`, each with its client's full name and business name.
+/// Recent activity lists calls started at or after `since` (that very millisecond included),
+/// newest first (ties by call id descending), at most `limit`, each with its client's full
+/// name and business name.
 pub async fn recent_activity_matches_values_computed_from_all_calls(repos: Repos) {
-    let world = seed_world(&repos, 0xAC71).await;
+    let mut world = seed_world(&repos, 0xAC71).await;
+    let since = base_time() - Duration::days(5);
+    let owner = world.clients[2].id.clone();
+    for (id, start) in [
+        ("edge0", since),
+        ("edge1", since - Duration::milliseconds(1)),
+    ] {
+        let c = call(&owner, id, start, CallStatus::NoAnswer);
+        insert_call(&repos, &c).await;
+        world.calls.push(c);
+    }
     let expected_for = |since: Timestamp, limit: usize| -> Vec<CallActivity> {
         let mut recent: Vec<&Call> = world
             .calls
@@ -204,8 +215,9 @@ pub async fn recent_activity_matches_values_computed_from_all_calls(repos: Repos
     };
 
     let cases = [
-        (base_time() - Duration::days(5), 10),
-        (base_time() - Duration::days(5), 1_000),
+        (since, 10),
+        (since, 1_000),
+        (since + Duration::milliseconds(1), 1_000),
         (base_time() - Duration::days(30), 7),
         (base_time() - Duration::days(30), 1_000),
         (base_time() + Duration::days(1), 10),
@@ -220,6 +232,8 @@ pub async fn recent_activity_matches_values_computed_from_all_calls(repos: Repos
         let expected = expected_for(since, limit as usize);
         assert_eq!(got, expected, "since {since}, limit {limit}");
     }
-    // The seed must exercise the limit: more recent calls exist than the smaller limit.
-    assert!(expected_for(base_time() - Duration::days(5), 1_000).len() > 10);
+    // The data must exercise the limit and the boundary.
+    let recent = expected_for(since, 1_000);
+    assert!(recent.len() > 10);
+    assert_eq!(recent.last().map(|a| a.call_id.as_str()), Some("edge0"));
 }
