@@ -1,1 +1,174 @@
-//! Helpers for the black-box tests: start the real binary, talk to it over HTTP.
+//! Helpers for the black-box tests: start the real `outcall` binary as a child process, find the
+//! port it bound, talk to it over HTTP, stop it with SIGTERM.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// The `outcall` binary cargo built for this test run (`target/<profile>/outcall`), building it
+/// first when a lone `cargo test -p outcall-e2e` has not.
+pub fn outcall_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    // target/<profile>/deps/<test> -> target/<profile>/outcall
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test executable lives in target/<profile>/deps")?;
+    let binary = profile_dir.join("outcall");
+    if !binary.is_file() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "outcall", "--bin", "outcall"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .context("running cargo build")?;
+        if !status.success() || !binary.is_file() {
+            bail!("could not build the outcall binary at {}", binary.display());
+        }
+    }
+    Ok(binary)
+}
+
+/// A running `outcall` process.
+pub struct Outcall {
+    child: Child,
+    pub base: String,
+    output: Arc<Mutex<String>>,
+}
+
+/// How to start the binary: environment (on top of a cleared one), working directory, args.
+pub struct Launch<'a> {
+    pub args: &'a [&'a str],
+    pub env: HashMap<String, String>,
+    pub cwd: &'a Path,
+}
+
+impl Launch<'_> {
+    fn command(&self) -> anyhow::Result<Command> {
+        let mut command = Command::new(outcall_binary()?);
+        command.args(self.args).current_dir(self.cwd).env_clear();
+        // Keep only what a process needs to run; everything else comes from `env`.
+        for key in ["PATH", "LANG"] {
+            if let Ok(value) = std::env::var(key) {
+                command.env(key, value);
+            }
+        }
+        command.envs(&self.env);
+        Ok(command)
+    }
+
+    /// Runs a command that exits (`check-config`, `migrate`, `admin create`), feeding `stdin`.
+    pub fn run_to_end(&self, stdin: &str) -> anyhow::Result<(ExitStatus, String, String)> {
+        use std::io::Write;
+        let mut child = self
+            .command()?
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning outcall")?;
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.as_bytes()).context("writing stdin")?;
+        }
+        let output = child.wait_with_output().context("waiting for outcall")?;
+        Ok((
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
+    }
+
+    /// Starts `outcall serve` (or whatever `args` say) and waits until it logs its address.
+    pub fn serve(&self) -> anyhow::Result<Outcall> {
+        let mut child = self
+            .command()?
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning outcall")?;
+        let output = Arc::new(Mutex::new(String::new()));
+        let (found_tx, found_rx) = mpsc::channel::<String>();
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            let found_tx = found_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(address) = line.split("listening on ").nth(1) {
+                        let address = address.split(|c: char| c.is_whitespace() || c == '"').next().unwrap_or("");
+                        let _ = found_tx.send(address.to_owned());
+                    }
+                    if let Ok(mut all) = output.lock() {
+                        all.push_str(&line);
+                        all.push('\n');
+                    }
+                }
+            });
+        }
+        match found_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(base) => Ok(Outcall { child, base, output }),
+            Err(_) => {
+                let _ = child.kill();
+                let logs = output.lock().map(|o| o.clone()).unwrap_or_default();
+                bail!("outcall did not report its address within 60 s; output:\n{logs}")
+            }
+        }
+    }
+}
+
+impl Outcall {
+    /// Everything the process printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("sending SIGTERM")?;
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().context("waiting")? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        bail!("outcall did not exit within 30 s of SIGTERM")
+    }
+}
+
+impl Drop for Outcall {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A database of its own on the PostgreSQL server of `DATABASE_URL`.
+pub async fn fresh_postgres_database() -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let server = std::env::var("DATABASE_URL")
+        .context("DATABASE_URL is not set: run the README test command (scripts/test)")?;
+    let name = format!("outcall_e2e_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&server).await.context("connecting to PostgreSQL")?;
+    // The name is a UUID we generated: safe to splice into the statement.
+    sqlx::query(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .execute(&mut conn)
+        .await
+        .context("creating a database")?;
+    let mut url = url::Url::parse(&server).context("DATABASE_URL is not a URL")?;
+    url.set_path(&name);
+    Ok(url.to_string())
+}

@@ -1,0 +1,12 @@
+//! outcall, the binary's library half: settings, telemetry, the composition root and the
+//! command line. Integration tests drive [`startup::Application`] directly.
+
+pub mod cli;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod system;
+pub mod telemetry;
+
+pub use settings::Settings;
+pub use startup::Application;

@@ -1,0 +1,203 @@
+//! The composition root: builds adapters from settings, wires them into services, binds the
+//! one public port.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::HttpServer;
+use anyhow::Context;
+use outcall_auth::{Argon2Hasher, JwtSettings, JwtTokens, RandomIds};
+use outcall_domain::ports::{Clock, IdGenerator, SecretHasher, TokenService};
+use outcall_domain::services::{Authentication, CallHistory, ClientAccounts};
+use outcall_http::{Api, ApiState, HttpSettings, LoginLimits};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::settings::{DatabaseTarget, Settings};
+use crate::store::{self, Repositories};
+use crate::system::SystemClock;
+
+/// The domain services, wired to real adapters.
+#[derive(Clone)]
+pub struct Services {
+    pub accounts: ClientAccounts,
+    pub auth: Authentication,
+    pub calls: CallHistory,
+    pub repositories: Repositories,
+}
+
+impl Services {
+    /// Opens the database (migrating it when the settings say so) and builds every service.
+    ///
+    /// # Errors
+    /// When the database or a signing key cannot be set up.
+    pub async fn build(settings: &Settings, migrate: bool) -> anyhow::Result<Self> {
+        // Secrets and ids come from the OS random source: refuse to start without it.
+        RandomIds::check().context("checking the OS random source")?;
+        let repositories = store::open(settings, migrate).await?;
+        let hasher: Arc<dyn SecretHasher> = Arc::new(Argon2Hasher::default());
+        let jwt = JwtSettings {
+            secret: jwt_secret(settings)?,
+            issuer: settings.auth.issuer.clone(),
+            ttl: (settings.auth.token_ttl_secs > 0).then(|| Duration::from_secs(settings.auth.token_ttl_secs)),
+        };
+        let tokens: Arc<dyn TokenService> = Arc::new(JwtTokens::new(jwt).context("setting up token signing")?);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let ids: Arc<dyn IdGenerator> = Arc::new(RandomIds);
+        let r = &repositories;
+        Ok(Self {
+            accounts: ClientAccounts::new(r.clients.clone(), hasher.clone(), clock.clone(), ids.clone()),
+            auth: Authentication::new(r.clients.clone(), r.admins.clone(), hasher, tokens, clock.clone()),
+            calls: CallHistory::new(r.calls.clone(), r.clients.clone(), clock, ids),
+            repositories,
+        })
+    }
+}
+
+/// A bound, ready-to-run outcall server.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+}
+
+impl Application {
+    /// Builds everything and binds `server.host:server.port` (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// When the database, the admin account or the listening socket cannot be set up.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let services = Services::build(&settings, settings.database.migrate_on_start).await?;
+        ensure_configured_admin(&settings, &services).await?;
+
+        let address = (settings.server.host.as_str(), settings.server.port);
+        let listener = TcpListener::bind(address)
+            .with_context(|| format!("binding {}:{}", settings.server.host, settings.server.port))?;
+        let port = listener.local_addr().context("reading the bound address")?.port();
+
+        let state = ApiState {
+            accounts: services.accounts.clone(),
+            auth: services.auth.clone(),
+            calls: services.calls.clone(),
+            health: services.repositories.health.clone(),
+        };
+        let http = HttpSettings {
+            json_limit_bytes: settings.http.json_limit_bytes,
+            call_json_limit_bytes: settings.http.call_json_limit_bytes,
+            login_limits: LoginLimits {
+                per_account_per_minute: settings.http.login_per_account_per_minute,
+                per_address_per_minute: settings.http.login_per_address_per_minute,
+            },
+            trust_forwarded_for: settings.http.trust_forwarded_for,
+        };
+        let api = Api::new(state, http);
+        let server = HttpServer::new(move || api.app())
+            .listen(listener)
+            .context("listening")?
+            .shutdown_timeout(settings.server.drain_timeout_secs)
+            .run();
+
+        let local = format!("{}:{}", settings.server.host, port);
+        tracing::info!(
+            address = %local,
+            public_url = %settings.public_url(port),
+            database = %settings.database().redacted(),
+            sandbox = settings.sandbox_enabled(),
+            "outcall listening on http://{local}"
+        );
+        if settings.sandbox_enabled() {
+            tracing::warn!(
+                "SANDBOX MODE: no real calls are placed. Set OUTCALL__TWILIO__ACCOUNT_SID, \
+                 OUTCALL__TWILIO__AUTH_TOKEN, OUTCALL__ELEVENLABS__API_KEY, \
+                 OUTCALL__ELEVENLABS__WEBHOOK_SECRET and OUTCALL__SERVER__PUBLIC_URL to use real providers"
+            );
+        }
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM; in-flight requests get `server.drain_timeout_secs` to finish.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await.context("serving HTTP")
+    }
+}
+
+/// Creates or updates the admin named by `OUTCALL__ADMIN__USERNAME`/`PASSWORD`, and warns when
+/// no admin exists at all.
+async fn ensure_configured_admin(settings: &Settings, services: &Services) -> anyhow::Result<()> {
+    if let Some((username, password)) = settings.admin_credentials() {
+        services.auth.ensure_admin(&username, &password).await.context("creating the configured admin")?;
+        tracing::info!(admin = %username, "admin account configured");
+    } else if !services.auth.has_admin().await.context("looking for admins")? {
+        tracing::warn!(
+            "no admin account exists: set OUTCALL__ADMIN__USERNAME and OUTCALL__ADMIN__PASSWORD, \
+             or run `outcall admin create --username NAME` (password on stdin)"
+        );
+    }
+    Ok(())
+}
+
+/// The configured signing key, or, for the embedded SQLite set-up only, one generated on first
+/// run and kept (mode 0600) in the data directory so tokens survive restarts.
+fn jwt_secret(settings: &Settings) -> anyhow::Result<SecretString> {
+    let configured = settings.auth.jwt_secret.expose_secret();
+    if !configured.is_empty() {
+        return Ok(SecretString::from(configured.to_owned()));
+    }
+    match settings.database() {
+        DatabaseTarget::Sqlite { data_dir, .. } => load_or_create_key(&data_dir.join("jwt-secret")),
+        DatabaseTarget::Postgres { .. } => {
+            anyhow::bail!("OUTCALL__AUTH__JWT_SECRET: is required with PostgreSQL")
+        }
+    }
+}
+
+fn load_or_create_key(path: &Path) -> anyhow::Result<SecretString> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut bytes = [0u8; 48];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("reading OS randomness: {e}"))?;
+    let fresh = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut file) => {
+            file.write_all(fresh.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a token signing key");
+            Ok(SecretString::from(fresh))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let key = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let key = key.trim().to_owned();
+            anyhow::ensure!(key.len() >= 32, "{} holds a key shorter than 32 bytes", path.display());
+            Ok(SecretString::from(key))
+        }
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_signing_key_is_kept_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/jwt-secret");
+        let first = load_or_create_key(&path).expect("created");
+        let second = load_or_create_key(&path).expect("read back");
+        assert_eq!(first.expose_secret(), second.expose_secret());
+        assert!(first.expose_secret().len() >= 32);
+        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,29 @@
+# Thin aliases for the commands in README.md and docs/. Install just with `pip install rust-just`.
+
+# Run the service on the embedded SQLite default.
+run *ARGS:
+    cargo run --release -p outcall -- serve {{ARGS}}
+
+# The whole test suite with a throw-away PostgreSQL (README test command).
+test *ARGS:
+    scripts/test {{ARGS}}
+
+# What CI runs: fmt, clippy, dependency rules, tests.
+ci:
+    .ci/run
+
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    scripts/check-deps
+
+fmt:
+    cargo fmt --all
+
+# A shell (or any command) with DATABASE_URL pointing at a throw-away PostgreSQL.
+db-up *CMD="bash":
+    scripts/with-postgres {{CMD}}
+
+# Repository query benchmark on 1,000,000 calls (see docs/benchmarks.md).
+bench-db:
+    scripts/with-postgres cargo run --release -p outcall-postgres --example bench_queries
