@@ -94,8 +94,14 @@ impl Launch<'_> {
         let output = Arc::new(Mutex::new(String::new()));
         let (found_tx, found_rx) = mpsc::channel::<String>();
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -105,7 +111,10 @@ impl Launch<'_> {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Some(address) = line.split("listening on ").nth(1) {
-                        let address = address.split(|c: char| c.is_whitespace() || c == '"').next().unwrap_or("");
+                        let address = address
+                            .split(|c: char| c.is_whitespace() || c == '"')
+                            .next()
+                            .unwrap_or("");
                         let _ = found_tx.send(address.to_owned());
                     }
                     if let Ok(mut all) = output.lock() {
@@ -116,7 +125,11 @@ impl Launch<'_> {
             });
         }
         match found_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(base) => Ok(Outcall { child, base, output }),
+            Ok(base) => Ok(Outcall {
+                child,
+                base,
+                output,
+            }),
             Err(_) => {
                 let _ = child.kill();
                 let logs = output.lock().map(|o| o.clone()).unwrap_or_default();
@@ -162,7 +175,9 @@ pub async fn fresh_postgres_database() -> anyhow::Result<String> {
     let server = std::env::var("DATABASE_URL")
         .context("DATABASE_URL is not set: run the README test command (scripts/test)")?;
     let name = format!("outcall_e2e_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&server).await.context("connecting to PostgreSQL")?;
+    let mut conn = sqlx::PgConnection::connect(&server)
+        .await
+        .context("connecting to PostgreSQL")?;
     // The name is a UUID we generated: safe to splice into the statement.
     sqlx::query(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
         .execute(&mut conn)

@@ -1,6 +1,9 @@
 //! Black-box tests of the `outcall` binary: start-up from any directory with built-in defaults,
 //! settings errors, the CLI subcommands, and data surviving a restart on both databases.
 
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -25,13 +28,17 @@ fn env(data_dir: &Path, extra: &[(&str, &str)]) -> HashMap<String, String> {
 }
 
 async fn get(base: &str, path: &str) -> (u16, Value) {
-    let response = reqwest::get(format!("{base}{path}")).await.expect("request");
+    let response = reqwest::get(format!("{base}{path}"))
+        .await
+        .expect("request");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
 async fn post(base: &str, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-    let mut request = reqwest::Client::new().post(format!("{base}{path}")).json(&body);
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(&body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -44,15 +51,25 @@ async fn post(base: &str, path: &str, token: Option<&str>, body: Value) -> (u16,
 async fn the_binary_serves_health_from_any_directory_with_only_built_in_defaults() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let cwd = tempfile::tempdir().expect("an unrelated working directory");
-    let launch = Launch { args: &["serve"], env: env(scratch.path(), &[]), cwd: cwd.path() };
+    let launch = Launch {
+        args: &["serve"],
+        env: env(scratch.path(), &[]),
+        cwd: cwd.path(),
+    };
     let server = launch.serve().expect("serves");
     let (status, body) = get(&server.base, "/healthz").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
     let (status, _) = get(&server.base, "/readyz").await;
     assert_eq!(status, 200);
     let data = scratch.path().join("home/.local/share/outcall");
-    assert!(data.join("outcall.sqlite").is_file(), "the SQLite file is created in the data directory");
-    assert!(server.output().contains("no admin account exists"), "tells how to create an admin");
+    assert!(
+        data.join("outcall.sqlite").is_file(),
+        "the SQLite file is created in the data directory"
+    );
+    assert!(
+        server.output().contains("no admin account exists"),
+        "tells how to create an admin"
+    );
     let status = server.stop().expect("stops");
     assert!(status.success(), "SIGTERM exits cleanly: {status:?}");
 }
@@ -72,7 +89,10 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_the_variable() {
 
     let launch = Launch {
         args: &["serve"],
-        env: env(scratch.path(), &[("OUTCALL__DATABASE__URL", "postgres://db.invalid/outcall")]),
+        env: env(
+            scratch.path(),
+            &[("OUTCALL__DATABASE__URL", "postgres://db.invalid/outcall")],
+        ),
         cwd: scratch.path(),
     };
     let (status, _, stderr) = launch.run_to_end("").expect("runs");
@@ -88,8 +108,14 @@ async fn check_config_prints_a_summary_without_secrets() {
         env: env(
             scratch.path(),
             &[
-                ("OUTCALL__DATABASE__URL", "postgres://outcall:hunter2-db-password@db.internal/outcall"),
-                ("OUTCALL__AUTH__JWT_SECRET", "jwt-secret-that-must-not-print-0123456789"),
+                (
+                    "OUTCALL__DATABASE__URL",
+                    "postgres://outcall:hunter2-db-password@db.internal/outcall",
+                ),
+                (
+                    "OUTCALL__AUTH__JWT_SECRET",
+                    "jwt-secret-that-must-not-print-0123456789",
+                ),
             ],
         ),
         cwd: scratch.path(),
@@ -98,7 +124,10 @@ async fn check_config_prints_a_summary_without_secrets() {
     assert!(status.success(), "{stderr}");
     assert!(stdout.contains("configuration is valid"), "{stdout}");
     assert!(stdout.contains("db.internal"), "{stdout}");
-    assert!(!stdout.contains("hunter2") && !stdout.contains("jwt-secret-that"), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("jwt-secret-that"),
+        "{stdout}"
+    );
 }
 
 /// Creates an admin from the CLI, then a client through the API of one process; a second
@@ -106,13 +135,29 @@ async fn check_config_prints_a_summary_without_secrets() {
 async fn data_survives_a_restart(extra: &[(&str, &str)]) {
     let scratch = tempfile::tempdir().expect("tempdir");
     let env = env(scratch.path(), extra);
-    let create_admin = Launch { args: &["admin", "create", "--username", "boss"], env: env.clone(), cwd: scratch.path() };
-    let (status, stdout, stderr) = create_admin.run_to_end(&format!("{ADMIN_PASSWORD}\n")).expect("runs");
+    let create_admin = Launch {
+        args: &["admin", "create", "--username", "boss"],
+        env: env.clone(),
+        cwd: scratch.path(),
+    };
+    let (status, stdout, stderr) = create_admin
+        .run_to_end(&format!("{ADMIN_PASSWORD}\n"))
+        .expect("runs");
     assert!(status.success(), "{stdout}{stderr}");
 
-    let launch = Launch { args: &["serve"], env: env.clone(), cwd: scratch.path() };
+    let launch = Launch {
+        args: &["serve"],
+        env: env.clone(),
+        cwd: scratch.path(),
+    };
     let first = launch.serve().expect("first process serves");
-    let (status, login) = post(&first.base, "/auth/admin/login", None, json!({"username": "boss", "password": ADMIN_PASSWORD})).await;
+    let (status, login) = post(
+        &first.base,
+        "/auth/admin/login",
+        None,
+        json!({"username": "boss", "password": ADMIN_PASSWORD}),
+    )
+    .await;
     assert_eq!(status, 200, "{login}");
     let admin = login["token"].as_str().expect("token").to_owned();
     let client = json!({
@@ -122,14 +167,29 @@ async fn data_survives_a_restart(extra: &[(&str, &str)]) {
     });
     let (status, created) = post(&first.base, "/admin/clients", Some(&admin), client).await;
     assert_eq!(status, 201, "{created}");
-    let secret = created["client"]["clientSecret"].as_str().expect("secret").to_owned();
+    let secret = created["client"]["clientSecret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
     assert!(first.stop().expect("stops").success());
 
     let second = launch.serve().expect("second process serves");
-    let (status, login) = post(&second.base, "/auth/login", None, json!({"clientId": "client_persist", "clientSecret": secret})).await;
+    let (status, login) = post(
+        &second.base,
+        "/auth/login",
+        None,
+        json!({"clientId": "client_persist", "clientSecret": secret}),
+    )
+    .await;
     assert_eq!(status, 200, "{login}");
     assert_eq!(login["client"]["clientMeta"]["fullName"], "Persistent Pat");
-    let (status, _) = post(&second.base, "/auth/admin/login", None, json!({"username": "boss", "password": ADMIN_PASSWORD})).await;
+    let (status, _) = post(
+        &second.base,
+        "/auth/admin/login",
+        None,
+        json!({"username": "boss", "password": ADMIN_PASSWORD}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(second.stop().expect("stops").success());
 }
@@ -144,7 +204,10 @@ async fn data_written_by_one_process_is_read_back_by_the_next_on_postgres() {
     let url = fresh_postgres_database().await.expect("a fresh database");
     data_survives_a_restart(&[
         ("OUTCALL__DATABASE__URL", url.as_str()),
-        ("OUTCALL__AUTH__JWT_SECRET", "e2e-signing-key-0123456789abcdef0123456789"),
+        (
+            "OUTCALL__AUTH__JWT_SECRET",
+            "e2e-signing-key-0123456789abcdef0123456789",
+        ),
     ])
     .await;
 }
@@ -163,7 +226,8 @@ async fn json_logs_are_one_json_object_per_line() {
     let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty());
     for line in lines {
-        let parsed: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        let parsed: Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         assert!(parsed["level"].is_string(), "{line}");
     }
     assert!(server.stop().expect("stops").success());

@@ -13,7 +13,11 @@ use crate::startup::{Application, Services};
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
-#[command(name = "outcall", version, about = "AI outbound calls for agencies: Twilio + ElevenLabs")]
+#[command(
+    name = "outcall",
+    version,
+    about = "AI outbound calls for agencies: Twilio + ElevenLabs"
+)]
 pub struct Cli {
     /// A TOML file layered over the built-in defaults (environment variables still win).
     #[arg(long, global = true, value_name = "FILE")]
@@ -58,7 +62,10 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     telemetry::init(&settings.telemetry);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("outcall: cannot start the async runtime: {err}");
@@ -69,9 +76,9 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(&settings).await,
-            Command::Admin { command: AdminCommand::Create { username } } => {
-                create_admin(&settings, &username).await
-            }
+            Command::Admin {
+                command: AdminCommand::Create { username },
+            } => create_admin(&settings, &username).await,
             Command::CheckConfig => {
                 check_config(&settings);
                 Ok(())
@@ -103,21 +110,55 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 async fn create_admin(settings: &Settings, username: &str) -> anyhow::Result<()> {
     let username = AdminUsername::parse(username).context("--username")?;
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
     let password = AdminPassword::parse(line.trim_end_matches(['\r', '\n'])).context("password")?;
     let services = Services::build(settings, true).await?;
-    services.auth.ensure_admin(&username, &password).await.context("saving the admin")?;
+    services
+        .auth
+        .ensure_admin(&username, &password)
+        .await
+        .context("saving the admin")?;
     println!("admin {username} saved");
     Ok(())
 }
 
 fn check_config(settings: &Settings) {
     println!("configuration is valid");
-    println!("  listen:      {}:{}", settings.server.host, settings.server.port);
-    println!("  public url:  {}", settings.public_url(settings.server.port));
+    println!(
+        "  listen:      {}:{}",
+        settings.server.host, settings.server.port
+    );
+    println!(
+        "  public url:  {}",
+        settings.public_url(settings.server.port)
+    );
     println!("  database:    {}", settings.database().redacted());
-    println!("  sandbox:     {}", if settings.sandbox_enabled() { "on" } else { "off" });
+    println!(
+        "  sandbox:     {}",
+        if settings.sandbox_enabled() {
+            "on"
+        } else {
+            "off"
+        }
+    );
     let ttl = settings.auth.token_ttl_secs;
-    println!("  token ttl:   {}", if ttl == 0 { "never expires".to_owned() } else { format!("{ttl} s") });
-    println!("  admin:       {}", if settings.admin_credentials().is_some() { "configured" } else { "not configured" });
+    println!(
+        "  token ttl:   {}",
+        if ttl == 0 {
+            "never expires".to_owned()
+        } else {
+            format!("{ttl} s")
+        }
+    );
+    println!(
+        "  admin:       {}",
+        if settings.admin_credentials().is_some() {
+            "configured"
+        } else {
+            "not configured"
+        }
+    );
 }

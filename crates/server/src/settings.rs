@@ -21,7 +21,10 @@ pub struct SettingsError {
 
 impl SettingsError {
     fn new(key: &str, problem: impl Into<String>) -> Self {
-        Self { key: env_name(key), problem: problem.into() }
+        Self {
+            key: env_name(key),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -192,7 +195,9 @@ impl Settings {
 
     /// Sandbox mode: explicitly chosen, else on exactly when no Twilio account is configured.
     pub fn sandbox_enabled(&self) -> bool {
-        self.sandbox.enabled.unwrap_or(self.twilio.account_sid.is_empty())
+        self.sandbox
+            .enabled
+            .unwrap_or(self.twilio.account_sid.is_empty())
     }
 
     /// The base URL the outside world reaches this service on (no trailing slash).
@@ -221,14 +226,22 @@ impl Settings {
     pub fn database(&self) -> DatabaseTarget {
         let url = self.database.url.trim();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return DatabaseTarget::Postgres { url: url.to_owned() };
+            return DatabaseTarget::Postgres {
+                url: url.to_owned(),
+            };
         }
         let data_dir = self.data_dir();
         if url.is_empty() {
             let file = data_dir.join("outcall.sqlite");
-            return DatabaseTarget::Sqlite { url: format!("sqlite://{}", file.display()), data_dir };
+            return DatabaseTarget::Sqlite {
+                url: format!("sqlite://{}", file.display()),
+                data_dir,
+            };
         }
-        DatabaseTarget::Sqlite { url: url.to_owned(), data_dir }
+        DatabaseTarget::Sqlite {
+            url: url.to_owned(),
+            data_dir,
+        }
     }
 
     /// Admin credentials to create or update at start-up, if configured.
@@ -256,7 +269,10 @@ impl Settings {
             ));
         }
         if self.database.max_connections == 0 {
-            return Err(SettingsError::new("database.max_connections", "must be at least 1"));
+            return Err(SettingsError::new(
+                "database.max_connections",
+                "must be at least 1",
+            ));
         }
         self.validate_auth()?;
         self.validate_admin()?;
@@ -275,7 +291,10 @@ impl Settings {
                 ));
             }
         } else if secret.len() < 32 {
-            return Err(SettingsError::new("auth.jwt_secret", "must be at least 32 bytes"));
+            return Err(SettingsError::new(
+                "auth.jwt_secret",
+                "must be at least 32 bytes",
+            ));
         }
         if self.auth.issuer.trim().is_empty() {
             return Err(SettingsError::new("auth.issuer", "must not be empty"));
@@ -288,11 +307,19 @@ impl Settings {
         let password = self.admin.password.expose_secret();
         match (username.is_empty(), password.is_empty()) {
             (true, true) => Ok(()),
-            (false, true) => Err(SettingsError::new("admin.password", "is required when admin.username is set")),
-            (true, false) => Err(SettingsError::new("admin.username", "is required when admin.password is set")),
+            (false, true) => Err(SettingsError::new(
+                "admin.password",
+                "is required when admin.username is set",
+            )),
+            (true, false) => Err(SettingsError::new(
+                "admin.username",
+                "is required when admin.password is set",
+            )),
             (false, false) => {
-                AdminUsername::parse(username).map_err(|e| SettingsError::new("admin.username", e.to_string()))?;
-                AdminPassword::parse(password).map_err(|e| SettingsError::new("admin.password", e.to_string()))?;
+                AdminUsername::parse(username)
+                    .map_err(|e| SettingsError::new("admin.username", e.to_string()))?;
+                AdminPassword::parse(password)
+                    .map_err(|e| SettingsError::new("admin.password", e.to_string()))?;
                 Ok(())
             }
         }
@@ -302,9 +329,14 @@ impl Settings {
         check_http_url("twilio.api_base", &self.twilio.api_base)?;
         check_http_url("elevenlabs.api_base", &self.elevenlabs.api_base)?;
         let sid = self.twilio.account_sid.as_str();
-        let sid_ok = sid.len() == 34 && sid.starts_with("AC") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
+        let sid_ok = sid.len() == 34
+            && sid.starts_with("AC")
+            && sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
         if !sid.is_empty() && !sid_ok {
-            return Err(SettingsError::new("twilio.account_sid", "must be 'AC' followed by 32 hex digits"));
+            return Err(SettingsError::new(
+                "twilio.account_sid",
+                "must be 'AC' followed by 32 hex digits",
+            ));
         }
         if self.sandbox_enabled() {
             return Ok(());
@@ -312,9 +344,18 @@ impl Settings {
         // Real providers: everything a call needs must be present before the first call.
         let required: [(&str, bool); 5] = [
             ("twilio.account_sid", sid.is_empty()),
-            ("twilio.auth_token", self.twilio.auth_token.expose_secret().is_empty()),
-            ("elevenlabs.api_key", self.elevenlabs.api_key.expose_secret().is_empty()),
-            ("elevenlabs.webhook_secret", self.elevenlabs.webhook_secret.expose_secret().is_empty()),
+            (
+                "twilio.auth_token",
+                self.twilio.auth_token.expose_secret().is_empty(),
+            ),
+            (
+                "elevenlabs.api_key",
+                self.elevenlabs.api_key.expose_secret().is_empty(),
+            ),
+            (
+                "elevenlabs.webhook_secret",
+                self.elevenlabs.webhook_secret.expose_secret().is_empty(),
+            ),
             ("server.public_url", self.server.public_url.is_empty()),
         ];
         match required.iter().find(|(_, missing)| *missing) {
@@ -329,9 +370,18 @@ impl Settings {
     fn validate_http(&self) -> Result<(), SettingsError> {
         let positive: [(&str, u64); 4] = [
             ("http.json_limit_bytes", self.http.json_limit_bytes as u64),
-            ("http.call_json_limit_bytes", self.http.call_json_limit_bytes as u64),
-            ("http.login_per_account_per_minute", u64::from(self.http.login_per_account_per_minute)),
-            ("http.login_per_address_per_minute", u64::from(self.http.login_per_address_per_minute)),
+            (
+                "http.call_json_limit_bytes",
+                self.http.call_json_limit_bytes as u64,
+            ),
+            (
+                "http.login_per_account_per_minute",
+                u64::from(self.http.login_per_account_per_minute),
+            ),
+            (
+                "http.login_per_address_per_minute",
+                u64::from(self.http.login_per_address_per_minute),
+            ),
         ];
         match positive.iter().find(|(_, value)| *value == 0) {
             Some((key, _)) => Err(SettingsError::new(key, "must be greater than 0")),
@@ -343,7 +393,10 @@ impl Settings {
 fn check_http_url(key: &str, value: &str) -> Result<(), SettingsError> {
     match url::Url::parse(value) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
-        _ => Err(SettingsError::new(key, format!("must be an http(s) URL, got {value:?}"))),
+        _ => Err(SettingsError::new(
+            key,
+            format!("must be an http(s) URL, got {value:?}"),
+        )),
     }
 }
 
@@ -357,8 +410,14 @@ fn config_error(err: config::ConfigError) -> SettingsError {
         .and_then(|rest| rest.split('`').next())
         .map(str::to_owned);
     match key {
-        Some(key) => SettingsError { key: env_name(&key), problem: text },
-        None => SettingsError { key: "settings".into(), problem: text },
+        Some(key) => SettingsError {
+            key: env_name(&key),
+            problem: text,
+        },
+        None => SettingsError {
+            key: "settings".into(),
+            problem: text,
+        },
     }
 }
 
@@ -368,8 +427,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Settings::load_from(None, Environment::default().source(Some(map)))
     }
 
@@ -390,7 +451,10 @@ mod tests {
             ("OUTCALL__SERVER__HOST", "0.0.0.0"),
             ("OUTCALL__SERVER__PUBLIC_URL", "https://calls.example.com/"),
             ("OUTCALL__DATABASE__URL", "postgres://u:pw@db:5432/outcall"),
-            ("OUTCALL__AUTH__JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "OUTCALL__AUTH__JWT_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
             ("OUTCALL__AUTH__TOKEN_TTL_SECS", "0"),
             ("OUTCALL__ADMIN__USERNAME", "admin"),
             ("OUTCALL__ADMIN__PASSWORD", "correct horse battery"),
@@ -409,7 +473,12 @@ mod tests {
         assert_eq!(settings.sandbox.enabled, Some(true));
         assert!(settings.admin_credentials().is_some());
         let db = settings.database();
-        assert_eq!(db, DatabaseTarget::Postgres { url: "postgres://u:pw@db:5432/outcall".into() });
+        assert_eq!(
+            db,
+            DatabaseTarget::Postgres {
+                url: "postgres://u:pw@db:5432/outcall".into()
+            }
+        );
         assert!(!db.redacted().contains("pw"), "{}", db.redacted());
     }
 
@@ -420,12 +489,16 @@ mod tests {
         let err = load(&[("OUTCALL__DATABASE__URL", "mysql://x")]).expect_err("bad scheme");
         assert_eq!(err.key, "OUTCALL__DATABASE__URL");
         let err = load(&[("OUTCALL__AUTH__JWT_SECRET", "short")]).expect_err("short secret");
-        assert_eq!(err.to_string(), "OUTCALL__AUTH__JWT_SECRET: must be at least 32 bytes");
+        assert_eq!(
+            err.to_string(),
+            "OUTCALL__AUTH__JWT_SECRET: must be at least 32 bytes"
+        );
     }
 
     #[test]
     fn postgres_requires_a_shared_jwt_secret() {
-        let err = load(&[("OUTCALL__DATABASE__URL", "postgres://db/outcall")]).expect_err("no secret");
+        let err =
+            load(&[("OUTCALL__DATABASE__URL", "postgres://db/outcall")]).expect_err("no secret");
         assert_eq!(err.key, "OUTCALL__AUTH__JWT_SECRET");
     }
 
@@ -433,8 +506,11 @@ mod tests {
     fn admin_username_and_password_come_together() {
         let err = load(&[("OUTCALL__ADMIN__USERNAME", "admin")]).expect_err("no password");
         assert_eq!(err.key, "OUTCALL__ADMIN__PASSWORD");
-        let err = load(&[("OUTCALL__ADMIN__USERNAME", "admin"), ("OUTCALL__ADMIN__PASSWORD", "short")])
-            .expect_err("short password");
+        let err = load(&[
+            ("OUTCALL__ADMIN__USERNAME", "admin"),
+            ("OUTCALL__ADMIN__PASSWORD", "short"),
+        ])
+        .expect_err("short password");
         assert_eq!(err.key, "OUTCALL__ADMIN__PASSWORD");
     }
 
@@ -456,8 +532,11 @@ mod tests {
 
     #[test]
     fn secrets_are_not_printed_by_debug() {
-        let settings = load(&[("OUTCALL__AUTH__JWT_SECRET", "0123456789abcdef0123456789abcdef-XYZ")])
-            .expect("valid");
+        let settings = load(&[(
+            "OUTCALL__AUTH__JWT_SECRET",
+            "0123456789abcdef0123456789abcdef-XYZ",
+        )])
+        .expect("valid");
         assert!(!format!("{settings:?}").contains("XYZ"));
     }
 
@@ -466,12 +545,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("outcall.toml");
         std::fs::write(&file, "[server]\nport = 4000\nhost = \"10.0.0.1\"\n").expect("write");
-        let map: HashMap<String, String> = [("OUTCALL__SERVER__PORT".to_owned(), "5000".to_owned())].into();
-        let settings =
-            Settings::load_from(Some(&file), Environment::default().source(Some(map))).expect("valid");
+        let map: HashMap<String, String> =
+            [("OUTCALL__SERVER__PORT".to_owned(), "5000".to_owned())].into();
+        let settings = Settings::load_from(Some(&file), Environment::default().source(Some(map)))
+            .expect("valid");
         assert_eq!(settings.server.host, "10.0.0.1");
         assert_eq!(settings.server.port, 5000);
-        let missing = Settings::load_from(Some(&dir.path().join("nope.toml")), Environment::default());
+        let missing =
+            Settings::load_from(Some(&dir.path().join("nope.toml")), Environment::default());
         assert_eq!(missing.expect_err("missing file").key, "--config");
     }
 }

@@ -40,15 +40,28 @@ impl Services {
         let jwt = JwtSettings {
             secret: jwt_secret(settings)?,
             issuer: settings.auth.issuer.clone(),
-            ttl: (settings.auth.token_ttl_secs > 0).then(|| Duration::from_secs(settings.auth.token_ttl_secs)),
+            ttl: (settings.auth.token_ttl_secs > 0)
+                .then(|| Duration::from_secs(settings.auth.token_ttl_secs)),
         };
-        let tokens: Arc<dyn TokenService> = Arc::new(JwtTokens::new(jwt).context("setting up token signing")?);
+        let tokens: Arc<dyn TokenService> =
+            Arc::new(JwtTokens::new(jwt).context("setting up token signing")?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ids: Arc<dyn IdGenerator> = Arc::new(RandomIds);
         let r = &repositories;
         Ok(Self {
-            accounts: ClientAccounts::new(r.clients.clone(), hasher.clone(), clock.clone(), ids.clone()),
-            auth: Authentication::new(r.clients.clone(), r.admins.clone(), hasher, tokens, clock.clone()),
+            accounts: ClientAccounts::new(
+                r.clients.clone(),
+                hasher.clone(),
+                clock.clone(),
+                ids.clone(),
+            ),
+            auth: Authentication::new(
+                r.clients.clone(),
+                r.admins.clone(),
+                hasher,
+                tokens,
+                clock.clone(),
+            ),
             calls: CallHistory::new(r.calls.clone(), r.clients.clone(), clock, ids),
             repositories,
         })
@@ -71,9 +84,13 @@ impl Application {
         ensure_configured_admin(&settings, &services).await?;
 
         let address = (settings.server.host.as_str(), settings.server.port);
-        let listener = TcpListener::bind(address)
-            .with_context(|| format!("binding {}:{}", settings.server.host, settings.server.port))?;
-        let port = listener.local_addr().context("reading the bound address")?.port();
+        let listener = TcpListener::bind(address).with_context(|| {
+            format!("binding {}:{}", settings.server.host, settings.server.port)
+        })?;
+        let port = listener
+            .local_addr()
+            .context("reading the bound address")?
+            .port();
 
         let state = ApiState {
             accounts: services.accounts.clone(),
@@ -132,9 +149,18 @@ impl Application {
 /// no admin exists at all.
 async fn ensure_configured_admin(settings: &Settings, services: &Services) -> anyhow::Result<()> {
     if let Some((username, password)) = settings.admin_credentials() {
-        services.auth.ensure_admin(&username, &password).await.context("creating the configured admin")?;
+        services
+            .auth
+            .ensure_admin(&username, &password)
+            .await
+            .context("creating the configured admin")?;
         tracing::info!(admin = %username, "admin account configured");
-    } else if !services.auth.has_admin().await.context("looking for admins")? {
+    } else if !services
+        .auth
+        .has_admin()
+        .await
+        .context("looking for admins")?
+    {
         tracing::warn!(
             "no admin account exists: set OUTCALL__ADMIN__USERNAME and OUTCALL__ADMIN__PASSWORD, \
              or run `outcall admin create --username NAME` (password on stdin)"
@@ -168,16 +194,27 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<SecretString> {
     let mut bytes = [0u8; 48];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("reading OS randomness: {e}"))?;
     let fresh = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
         Ok(mut file) => {
-            file.write_all(fresh.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+            file.write_all(fresh.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
             tracing::info!(path = %path.display(), "generated a token signing key");
             Ok(SecretString::from(fresh))
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let key = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let key = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             let key = key.trim().to_owned();
-            anyhow::ensure!(key.len() >= 32, "{} holds a key shorter than 32 bytes", path.display());
+            anyhow::ensure!(
+                key.len() >= 32,
+                "{} holds a key shorter than 32 bytes",
+                path.display()
+            );
             Ok(SecretString::from(key))
         }
         Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
@@ -197,7 +234,10 @@ mod tests {
         let second = load_or_create_key(&path).expect("read back");
         assert_eq!(first.expose_secret(), second.expose_secret());
         assert!(first.expose_secret().len() >= 32);
-        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -24,7 +24,12 @@ where
     S: ClientRepository + CallRepository + AdminRepository + HealthProbe + 'static,
 {
     let store = Arc::new(store);
-    Repositories { clients: store.clone(), calls: store.clone(), admins: store.clone(), health: store }
+    Repositories {
+        clients: store.clone(),
+        calls: store.clone(),
+        admins: store.clone(),
+        health: store,
+    }
 }
 
 /// Connects (creating the SQLite data directory when needed) and, when `migrate` is set,
@@ -58,5 +63,6 @@ pub async fn open(settings: &Settings, migrate: bool) -> anyhow::Result<Reposito
 }
 
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))
 }

@@ -10,12 +10,20 @@ const INVALID_CLIENT_LOGIN: &str = "Invalid credentials or inactive client";
 async fn admin_login_returns_a_token_for_the_configured_admin() {
     let app = TestApp::spawn().await;
     let response = app
-        .post("/auth/admin/login", None, json!({"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}))
+        .post(
+            "/auth/admin/login",
+            None,
+            json!({"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}),
+        )
         .await;
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(response.body["success"], true);
     assert_eq!(response.body["admin"]["username"], ADMIN_USERNAME);
-    assert!(response.body["token"].as_str().is_some_and(|t| t.split('.').count() == 3));
+    assert!(
+        response.body["token"]
+            .as_str()
+            .is_some_and(|t| t.split('.').count() == 3)
+    );
 }
 
 #[tokio::test]
@@ -35,16 +43,28 @@ async fn admin_login_with_a_wrong_password_or_unknown_name_is_401() {
 #[tokio::test]
 async fn admin_login_without_fields_lists_the_required_fields() {
     let app = TestApp::spawn().await;
-    let response = app.post("/auth/admin/login", None, json!({"username": ADMIN_USERNAME})).await;
+    let response = app
+        .post(
+            "/auth/admin/login",
+            None,
+            json!({"username": ADMIN_USERNAME}),
+        )
+        .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
-    assert!(response.body["requiredFields"].as_array().is_some_and(|f| f.contains(&json!("password"))));
+    assert!(
+        response.body["requiredFields"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("password")))
+    );
 }
 
 #[tokio::test]
 async fn client_login_returns_a_token_and_the_client_summary() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
-    let secret = app.create_client(&admin, "client_login_ok", "login.ok@example.com").await;
+    let secret = app
+        .create_client(&admin, "client_login_ok", "login.ok@example.com")
+        .await;
     let response = app.client_login("client_login_ok", &secret).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.body);
     let body = &response.body;
@@ -53,7 +73,10 @@ async fn client_login_returns_a_token_and_the_client_summary() {
     assert_eq!(body["client"]["status"], "Active");
     assert_eq!(body["client"]["agentId"], "agent_id_here");
     assert_eq!(body["client"]["twilioPhoneNumber"], "+18001234567");
-    assert_eq!(body["client"]["clientMeta"]["email"], "login.ok@example.com");
+    assert_eq!(
+        body["client"]["clientMeta"]["email"],
+        "login.ok@example.com"
+    );
     assert_eq!(body["client"]["clientMeta"]["businessName"], "Acme Corp");
     let token = body["token"].as_str().expect("token");
     let me = app.get("/secure/client", token).await;
@@ -66,10 +89,32 @@ async fn login_fails_identically_for_unknown_id_wrong_secret_and_inactive_or_sus
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     let secret = app.create_client(&admin, "client_a", "a@example.com").await;
-    let inactive_secret = app.create_client(&admin, "client_inactive", "inactive@example.com").await;
-    let suspended_secret = app.create_client(&admin, "client_suspended", "suspended@example.com").await;
-    assert_eq!(app.put("/admin/clients/client_inactive", &admin, json!({"status": "Inactive"})).await.status, 200);
-    assert_eq!(app.put("/admin/clients/client_suspended", &admin, json!({"status": "Suspended"})).await.status, 200);
+    let inactive_secret = app
+        .create_client(&admin, "client_inactive", "inactive@example.com")
+        .await;
+    let suspended_secret = app
+        .create_client(&admin, "client_suspended", "suspended@example.com")
+        .await;
+    assert_eq!(
+        app.put(
+            "/admin/clients/client_inactive",
+            &admin,
+            json!({"status": "Inactive"})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        app.put(
+            "/admin/clients/client_suspended",
+            &admin,
+            json!({"status": "Suspended"})
+        )
+        .await
+        .status,
+        200
+    );
 
     let attempts = [
         ("client_unknown", secret.as_str()),
@@ -80,18 +125,29 @@ async fn login_fails_identically_for_unknown_id_wrong_secret_and_inactive_or_sus
     for (id, secret) in attempts {
         let response = app.client_login(id, secret).await;
         assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{id}");
-        assert_eq!(response.body, json!({"error": INVALID_CLIENT_LOGIN, "statusCode": 401}), "{id}");
+        assert_eq!(
+            response.body,
+            json!({"error": INVALID_CLIENT_LOGIN, "statusCode": 401}),
+            "{id}"
+        );
     }
 }
 
 #[tokio::test]
 async fn login_with_missing_fields_is_400_listing_both_fields() {
     let app = TestApp::spawn().await;
-    for body in [json!({}), json!({"clientId": "x"}), json!({"clientSecret": "y"})] {
+    for body in [
+        json!({}),
+        json!({"clientId": "x"}),
+        json!({"clientSecret": "y"}),
+    ] {
         let response = app.post("/auth/login", None, body).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST);
         assert_eq!(response.body["error"], "Missing required fields");
-        assert_eq!(response.body["requiredFields"], json!(["clientId", "clientSecret"]));
+        assert_eq!(
+            response.body["requiredFields"],
+            json!(["clientId", "clientSecret"])
+        );
     }
 }
 
@@ -115,20 +171,38 @@ async fn a_token_minted_before_reset_secret_fails_after_it() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     let (old_secret, token) = app.client_with_token(&admin, "client_reset").await;
-    assert_eq!(app.get("/secure/client", &token).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/secure/client", &token).await.status,
+        StatusCode::OK
+    );
 
-    let reset = app.post("/admin/clients/client_reset/reset-secret", Some(&admin), json!({})).await;
+    let reset = app
+        .post(
+            "/admin/clients/client_reset/reset-secret",
+            Some(&admin),
+            json!({}),
+        )
+        .await;
     assert_eq!(reset.status, StatusCode::OK, "{}", reset.body);
     assert_eq!(reset.body["message"], "Client secret reset successfully");
     assert_eq!(reset.body["client"]["clientId"], "client_reset");
-    let new_secret = reset.body["client"]["clientSecret"].as_str().expect("new secret").to_owned();
+    let new_secret = reset.body["client"]["clientSecret"]
+        .as_str()
+        .expect("new secret")
+        .to_owned();
     assert_ne!(new_secret, old_secret);
 
     let refused = app.get("/secure/client", &token).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert_eq!(refused.body["error"], "Unauthorized");
-    assert_eq!(app.client_login("client_reset", &old_secret).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.client_login("client_reset", &new_secret).await.status, StatusCode::OK);
+    assert_eq!(
+        app.client_login("client_reset", &old_secret).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.client_login("client_reset", &new_secret).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -136,14 +210,37 @@ async fn a_suspended_or_deleted_clients_old_token_fails() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     let (_, token) = app.client_with_token(&admin, "client_sus").await;
-    app.put("/admin/clients/client_sus", &admin, json!({"status": "Suspended"})).await;
-    assert_eq!(app.get("/secure/client", &token).await.status, StatusCode::UNAUTHORIZED);
-    app.put("/admin/clients/client_sus", &admin, json!({"status": "Active"})).await;
-    assert_eq!(app.get("/secure/client", &token).await.status, StatusCode::OK, "reactivated");
+    app.put(
+        "/admin/clients/client_sus",
+        &admin,
+        json!({"status": "Suspended"}),
+    )
+    .await;
+    assert_eq!(
+        app.get("/secure/client", &token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    app.put(
+        "/admin/clients/client_sus",
+        &admin,
+        json!({"status": "Active"}),
+    )
+    .await;
+    assert_eq!(
+        app.get("/secure/client", &token).await.status,
+        StatusCode::OK,
+        "reactivated"
+    );
 
     let (_, doomed) = app.client_with_token(&admin, "client_del").await;
-    assert_eq!(app.delete("/admin/clients/client_del", &admin).await.status, StatusCode::OK);
-    assert_eq!(app.get("/secure/client", &doomed).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.delete("/admin/clients/client_del", &admin).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/secure/client", &doomed).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -151,12 +248,21 @@ async fn logout_revokes_only_the_presented_token() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     let (secret, first) = app.client_with_token(&admin, "client_out").await;
-    let second = app.client_login("client_out", &secret).await.body["token"].as_str().expect("t").to_owned();
+    let second = app.client_login("client_out", &secret).await.body["token"]
+        .as_str()
+        .expect("t")
+        .to_owned();
 
     let out = app.post("/auth/logout", Some(&first), json!({})).await;
     assert_eq!(out.status, StatusCode::OK, "{}", out.body);
-    assert_eq!(app.get("/secure/client", &first).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get("/secure/client", &second).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/secure/client", &first).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/secure/client", &second).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -168,7 +274,10 @@ async fn refresh_returns_a_new_working_token() {
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
     let new_token = refreshed.body["token"].as_str().expect("token");
     assert_ne!(new_token, token);
-    assert_eq!(app.get("/secure/client", new_token).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/secure/client", new_token).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -182,19 +291,41 @@ async fn change_secret_needs_the_current_secret_and_revokes_old_tokens() {
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let weak = app
-        .post("/auth/change-secret", Some(&token), json!({"currentSecret": secret, "newSecret": "short"}))
+        .post(
+            "/auth/change-secret",
+            Some(&token),
+            json!({"currentSecret": secret, "newSecret": "short"}),
+        )
         .await;
     assert_eq!(weak.status, StatusCode::BAD_REQUEST);
 
     let changed = app
-        .post("/auth/change-secret", Some(&token), json!({"currentSecret": secret, "newSecret": "brand-new-secret-0123456789"}))
+        .post(
+            "/auth/change-secret",
+            Some(&token),
+            json!({"currentSecret": secret, "newSecret": "brand-new-secret-0123456789"}),
+        )
         .await;
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
     let fresh = changed.body["token"].as_str().expect("token");
-    assert_eq!(app.get("/secure/client", &token).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get("/secure/client", fresh).await.status, StatusCode::OK);
-    assert_eq!(app.client_login("client_change", &secret).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.client_login("client_change", "brand-new-secret-0123456789").await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/secure/client", &token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/secure/client", fresh).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.client_login("client_change", &secret).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.client_login("client_change", "brand-new-secret-0123456789")
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -202,11 +333,15 @@ async fn verify_reports_valid_and_invalid_tokens() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     let (_, token) = app.client_with_token(&admin, "client_verify").await;
-    let valid = app.post("/auth/verify", None, json!({"token": token})).await;
+    let valid = app
+        .post("/auth/verify", None, json!({"token": token}))
+        .await;
     assert_eq!(valid.status, StatusCode::OK);
     assert_eq!(valid.body["valid"], true);
     assert_eq!(valid.body["clientId"], "client_verify");
-    let invalid = app.post("/auth/verify", None, json!({"token": "not.a.token"})).await;
+    let invalid = app
+        .post("/auth/verify", None, json!({"token": "not.a.token"}))
+        .await;
     assert_eq!(invalid.body["valid"], false);
     assert!(invalid.body["error"].is_string());
 }
@@ -245,7 +380,12 @@ async fn forged_expired_none_and_wrong_type_tokens_are_refused() {
     );
     let tampered = {
         let parts: Vec<&str> = client_token.split('.').collect();
-        format!("{}.{}.{}", parts[0], b64(claims("admin", ADMIN_USERNAME, 3600)), parts[2])
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(claims("admin", ADMIN_USERNAME, 3600)),
+            parts[2]
+        )
     };
     for (name, token) in [
         ("other key", other_key.as_str()),
@@ -256,7 +396,11 @@ async fn forged_expired_none_and_wrong_type_tokens_are_refused() {
     ] {
         for path in ["/secure/client", "/admin/clients"] {
             let response = app.get(path, token).await;
-            assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{name} on {path}");
+            assert_eq!(
+                response.status,
+                StatusCode::UNAUTHORIZED,
+                "{name} on {path}"
+            );
             assert_eq!(response.body["error"], "Unauthorized", "{name}");
             assert!(response.body["message"].is_string(), "{name}");
         }
@@ -292,13 +436,34 @@ async fn login_attempts_are_rate_limited_per_client_id_with_retry_after() {
     let app = TestApp::spawn_with(&[("OUTCALL__HTTP__LOGIN_PER_ACCOUNT_PER_MINUTE", "3")]).await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        statuses.push(app.client_login("client_target", "wrong-secret-0123456789").await);
+        statuses.push(
+            app.client_login("client_target", "wrong-secret-0123456789")
+                .await,
+        );
     }
-    assert!(statuses[..3].iter().all(|r| r.status == StatusCode::UNAUTHORIZED));
+    assert!(
+        statuses[..3]
+            .iter()
+            .all(|r| r.status == StatusCode::UNAUTHORIZED)
+    );
     let limited = statuses.last().expect("five attempts");
-    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS, "{}", limited.body);
-    let retry_after: u64 = limited.headers["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        limited.body
+    );
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
     assert!(retry_after >= 1);
     // Another account from the same address is not affected by this account's limit.
-    assert_eq!(app.client_login("client_other", "wrong-secret-0123456789").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.client_login("client_other", "wrong-secret-0123456789")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
 }

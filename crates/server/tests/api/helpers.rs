@@ -52,7 +52,6 @@ fn init_log_capture() {
     });
 }
 
-
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -73,7 +72,9 @@ impl TestApp {
     /// Starts the app with the test defaults overridden by `overrides` (env-style names).
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
         init_log_capture();
-        let database_url = outcall_e2e::fresh_postgres_database().await.expect("a fresh PostgreSQL database");
+        let database_url = outcall_e2e::fresh_postgres_database()
+            .await
+            .expect("a fresh PostgreSQL database");
         let data_dir = tempfile::tempdir().expect("tempdir");
         let data_dir_text = data_dir.path().display().to_string();
         let mut env: HashMap<String, String> = [
@@ -93,15 +94,27 @@ impl TestApp {
         for (k, v) in overrides {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
-        let settings =
-            Settings::load_from(None, Environment::default().source(Some(env))).expect("valid test settings");
-        let app = Application::build(settings).await.expect("application builds");
+        let settings = Settings::load_from(None, Environment::default().source(Some(env)))
+            .expect("valid test settings");
+        let app = Application::build(settings)
+            .await
+            .expect("application builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
-        Self { base, http: reqwest::Client::new(), _data_dir: data_dir }
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            _data_dir: data_dir,
+        }
     }
 
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -116,9 +129,14 @@ impl TestApp {
         let body = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status} body is not JSON: {text}"))
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{status} body is not JSON: {text}"))
         };
-        Response { status, headers, body }
+        Response {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {
@@ -130,7 +148,8 @@ impl TestApp {
     }
 
     pub async fn put(&self, path: &str, token: &str, body: Value) -> Response {
-        self.request(Method::PUT, path, Some(token), Some(body)).await
+        self.request(Method::PUT, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Response {
@@ -139,7 +158,11 @@ impl TestApp {
 
     pub async fn admin_token(&self) -> String {
         let response = self
-            .post("/auth/admin/login", None, json!({"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}))
+            .post(
+                "/auth/admin/login",
+                None,
+                json!({"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}),
+            )
             .await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.body);
         response.body["token"].as_str().expect("token").to_owned()
@@ -147,21 +170,36 @@ impl TestApp {
 
     /// Creates a client with the given id and email; returns its secret.
     pub async fn create_client(&self, admin: &str, client_id: &str, email: &str) -> String {
-        let response = self.post("/admin/clients", Some(admin), client_body(client_id, email)).await;
+        let response = self
+            .post("/admin/clients", Some(admin), client_body(client_id, email))
+            .await;
         assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
-        response.body["client"]["clientSecret"].as_str().expect("secret shown once").to_owned()
+        response.body["client"]["clientSecret"]
+            .as_str()
+            .expect("secret shown once")
+            .to_owned()
     }
 
     pub async fn client_login(&self, client_id: &str, secret: &str) -> Response {
-        self.post("/auth/login", None, json!({"clientId": client_id, "clientSecret": secret})).await
+        self.post(
+            "/auth/login",
+            None,
+            json!({"clientId": client_id, "clientSecret": secret}),
+        )
+        .await
     }
 
     /// Creates a client and logs it in; returns (secret, token).
     pub async fn client_with_token(&self, admin: &str, client_id: &str) -> (String, String) {
-        let secret = self.create_client(admin, client_id, &format!("{client_id}@example.com")).await;
+        let secret = self
+            .create_client(admin, client_id, &format!("{client_id}@example.com"))
+            .await;
         let login = self.client_login(client_id, &secret).await;
         assert_eq!(login.status, StatusCode::OK, "{}", login.body);
-        (secret, login.body["token"].as_str().expect("token").to_owned())
+        (
+            secret,
+            login.body["token"].as_str().expect("token").to_owned(),
+        )
     }
 }
 

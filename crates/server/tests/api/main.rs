@@ -2,6 +2,9 @@
 //! Needs `DATABASE_URL` to point at a PostgreSQL server (the README test command starts one);
 //! every test gets a database of its own.
 
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod auth;
 mod calls;
 mod clients;
