@@ -96,12 +96,17 @@ impl CallHistory {
     /// One of the client's calls; another client's call is as missing as a nonexistent one.
     ///
     /// # Errors
-    /// `CallNotFound` when the call does not exist or belongs to someone else.
+    /// `CallNotFound` when the call does not exist or belongs to someone else;
+    /// `ClientNotFound` when the client itself does not exist.
     pub async fn get(&self, client_id: &ClientId, call_id: &CallId) -> Result<Call, CallError> {
-        self.calls
-            .find(client_id, call_id)
-            .await?
-            .ok_or(CallError::CallNotFound)
+        match self.calls.find(client_id, call_id).await? {
+            Some(call) => Ok(call),
+            // Only a miss pays for telling "no such client" from "no such call".
+            None => {
+                self.require_client(client_id).await?;
+                Err(CallError::CallNotFound)
+            }
+        }
     }
 
     /// Adds a call record to the client's history and returns its new id.
@@ -135,7 +140,6 @@ impl CallHistory {
         call_id: &CallId,
         patch: &CallPatch,
     ) -> Result<Call, CallError> {
-        self.require_client(client_id).await?;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let mut call = self.get(client_id, call_id).await?;
             call.apply_patch(patch, self.clock.now())?;
@@ -267,6 +271,21 @@ mod tests {
         assert_eq!(updated.data.status(), CallStatus::Completed);
         assert_eq!(updated.version, 2);
         assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_missing_call_of_an_unknown_client_is_client_not_found() {
+        let (client, call) = ids();
+        for (client_exists, expect_client_missing) in [(false, true), (true, false)] {
+            let mut calls = MockCallRepository::new();
+            calls.expect_find().returning(|_, _| Ok(None));
+            let result = service(calls, client_exists).get(&client, &call).await;
+            if expect_client_missing {
+                assert!(matches!(result, Err(CallError::ClientNotFound)));
+            } else {
+                assert!(matches!(result, Err(CallError::CallNotFound)));
+            }
+        }
     }
 
     #[tokio::test]

@@ -209,6 +209,7 @@ async fn an_unknown_client_is_404_on_every_admin_route() {
         (Method::DELETE, "/admin/clients/ghost"),
         (Method::POST, "/admin/clients/ghost/reset-secret"),
         (Method::GET, "/admin/clients/ghost/calls"),
+        (Method::GET, "/admin/clients/ghost/calls/some-call"),
         (Method::GET, "/admin/clients/has%20space"),
     ] {
         let body = (method == Method::PUT).then(|| json!({"agentId": "a2"}));
