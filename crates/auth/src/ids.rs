@@ -132,6 +132,11 @@ impl IdGenerator for RandomIds {
     fn token_id(&self) -> String {
         hex(&random::<16>())
     }
+
+    /// `req_` and 96 random bits in hex: unique enough to correlate one request in logs.
+    fn request_id(&self) -> String {
+        format!("req_{}", hex(&random::<12>()))
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +190,17 @@ mod tests {
             assert_eq!(simple, uuid.simple().to_string());
             assert!(CallId::parse(raw).is_ok());
             assert!(seen.insert(raw.to_owned()));
+        }
+    }
+
+    #[test]
+    fn request_ids_are_prefixed_hex_and_unique() {
+        let ids = RandomIds;
+        let mut seen = HashSet::new();
+        for _ in 0..SAMPLES {
+            let id = ids.request_id();
+            assert!(id.starts_with("req_") && id.len() == 28, "{id}");
+            assert!(seen.insert(id));
         }
     }
 

@@ -5,7 +5,9 @@ use std::fmt;
 
 use crate::Timestamp;
 use crate::call_status::{CallStatus, StatusChange};
-use crate::values::{AgentId, BoundedText, CallId, CallSid, ClientId, ConversationId, PhoneNumber};
+use crate::values::{
+    AgentId, BoundedText, CallId, CallSid, ClientId, ConversationId, DynamicVariables, PhoneNumber,
+};
 
 /// How a conversation ended for the business.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -108,7 +110,15 @@ pub mod limits {
     pub const TRANSCRIPT: usize = 500_000;
     pub const NEXT_ACTION: usize = 200;
     pub const AGENT_NOTES: usize = 5000;
+    pub const FIRST_MESSAGE: usize = 1000;
+    /// The longest call duration accepted, in seconds (a week; Twilio caps calls at 24 h).
+    pub const MAX_DURATION_SECS: u32 = 7 * 24 * 3600;
 }
+
+/// Error code recorded when outcall itself could not learn whether the provider accepted a
+/// call (timeout, connection lost). Such a failure is provisional: a later status callback from
+/// the provider still applies, because the call may in fact have been placed.
+pub const TRANSPORT_FAILURE_CODE: &str = "outcall-transport";
 
 /// What happened on the line (`callData`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +138,12 @@ pub struct CallData {
     pub error_message: Option<BoundedText>,
     pub conversation_id: Option<ConversationId>,
     pub answered_by: Option<BoundedText>,
+    /// The final SIP response code Twilio reported (e.g. 487 when ringing timed out).
+    pub sip_response_code: Option<u16>,
+    /// The agent's opening line requested for this call, if any.
+    pub first_message: Option<BoundedText>,
+    /// Per-call values handed to the voice agent.
+    pub dynamic_variables: DynamicVariables,
 }
 
 impl CallData {
@@ -150,6 +166,9 @@ impl CallData {
             error_message: None,
             conversation_id: None,
             answered_by: None,
+            sip_response_code: None,
+            first_message: None,
+            dynamic_variables: DynamicVariables::default(),
         }
     }
 
@@ -209,6 +228,18 @@ pub struct CallPatch {
     pub agent_notes: Option<BoundedText>,
 }
 
+/// One call-progress event from the telephony provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusEvent {
+    pub status: Option<CallStatus>,
+    pub call_sid: Option<CallSid>,
+    /// Seconds on the line (`CallDuration`), on terminal events.
+    pub duration: Option<u32>,
+    pub answered_by: Option<BoundedText>,
+    pub recording_url: Option<BoundedText>,
+    pub sip_response_code: Option<u16>,
+}
+
 /// A status in a patch that the rules refuse (e.g. `ringing` after `completed`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("call status cannot change from {from} to {to}")]
@@ -231,6 +262,47 @@ impl Call {
             self.updated_at = at;
         }
         change
+    }
+
+    /// Applies a provider's call-progress event through the status rules and returns whether
+    /// anything changed. Stale events change nothing; repeated ones only fill in details still
+    /// missing. A provisional failure (see [`TRANSPORT_FAILURE_CODE`]) yields to whatever the
+    /// provider reports, since the call may have been placed after all.
+    pub fn apply_status_event(&mut self, event: &StatusEvent, at: Timestamp) -> bool {
+        let mut changed = false;
+        if let (None, Some(sid)) = (&self.data.call_sid, &event.call_sid) {
+            self.data.call_sid = Some(sid.clone());
+            changed = true;
+        }
+        let provisional = self.data.status == CallStatus::Failed
+            && self
+                .data
+                .error_code
+                .as_ref()
+                .is_some_and(|c| c.as_str() == TRANSPORT_FAILURE_CODE);
+        let change = match event.status {
+            None => StatusChange::Repeat,
+            Some(next) if provisional && next != CallStatus::Failed => {
+                self.data.status = next;
+                self.data.end_time = next.is_terminal().then_some(at);
+                self.updated_at = at;
+                StatusChange::Advance
+            }
+            Some(next) => self.apply_status(next, at),
+        };
+        match change {
+            StatusChange::Stale => return changed,
+            StatusChange::Advance => changed = true,
+            StatusChange::Repeat => {}
+        }
+        changed |= fill(&mut self.data.duration, &event.duration);
+        changed |= fill(&mut self.data.answered_by, &event.answered_by);
+        changed |= fill(&mut self.data.recording_url, &event.recording_url);
+        changed |= fill(&mut self.data.sip_response_code, &event.sip_response_code);
+        if changed {
+            self.updated_at = at;
+        }
+        changed
     }
 
     /// Applies an explicit change (an admin's edit). A status that would move the call
@@ -271,6 +343,17 @@ impl Call {
         set(&mut details.agent_notes, &patch.agent_notes);
         self.updated_at = at;
         Ok(())
+    }
+}
+
+/// Sets `field` to `value` when a value is given and differs; reports whether it changed.
+fn fill<T: Clone + PartialEq>(field: &mut Option<T>, value: &Option<T>) -> bool {
+    match value {
+        Some(v) if field.as_ref() != Some(v) => {
+            *field = Some(v.clone());
+            true
+        }
+        _ => false,
     }
 }
 
@@ -362,6 +445,61 @@ mod tests {
         assert_eq!(
             c.details.summary.as_ref().map(BoundedText::as_str),
             Some("kept")
+        );
+    }
+
+    fn event(status: CallStatus) -> StatusEvent {
+        StatusEvent {
+            status: Some(status),
+            ..StatusEvent::default()
+        }
+    }
+
+    #[test]
+    fn status_events_advance_ignore_stale_and_fill_missing_details_on_repeats() {
+        let mut c = call(CallStatus::Queued);
+        assert!(c.apply_status_event(&event(CallStatus::InProgress), at(10)));
+        assert!(
+            !c.apply_status_event(&event(CallStatus::Ringing), at(11)),
+            "late ringing is stale"
+        );
+        let completed = StatusEvent {
+            duration: Some(42),
+            ..event(CallStatus::Completed)
+        };
+        assert!(c.apply_status_event(&event(CallStatus::Completed), at(60)));
+        assert_eq!(c.data.duration, None);
+        assert!(
+            c.apply_status_event(&completed, at(61)),
+            "a repeat fills in the duration"
+        );
+        assert!(
+            !c.apply_status_event(&completed, at(62)),
+            "the same event twice changes nothing"
+        );
+        assert_eq!(
+            (c.data.status(), c.data.duration, c.data.end_time),
+            (CallStatus::Completed, Some(42), Some(at(60)))
+        );
+        let stale = StatusEvent {
+            duration: Some(99),
+            ..event(CallStatus::NoAnswer)
+        };
+        assert!(!c.apply_status_event(&stale, at(70)));
+        assert_eq!(c.data.duration, Some(42));
+    }
+
+    #[test]
+    fn a_provisional_transport_failure_yields_to_the_providers_report() {
+        let mut c = call(CallStatus::Failed);
+        c.data.error_code = BoundedText::parse(TRANSPORT_FAILURE_CODE, 32).ok();
+        assert!(c.apply_status_event(&event(CallStatus::Ringing), at(5)));
+        assert_eq!(c.data.status(), CallStatus::Ringing);
+        assert_eq!(c.data.end_time, None);
+        let mut real = call(CallStatus::Failed);
+        assert!(
+            !real.apply_status_event(&event(CallStatus::Ringing), at(5)),
+            "a reported failure is final"
         );
     }
 

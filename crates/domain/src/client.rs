@@ -183,9 +183,20 @@ impl ClientPatch {
 }
 
 impl Client {
-    /// Applies a patch in memory (adapters use it to compute the row they write).
+    /// The token version a new account starts at: its creation instant in milliseconds, so
+    /// that tokens of a deleted account never match a later account that reuses its id.
+    pub fn initial_token_version(created_at: Timestamp) -> i64 {
+        created_at.timestamp_millis()
+    }
+
+    /// Applies a patch in memory (adapters use it to compute the row they write, including
+    /// `token_version`). Leaving Active revokes every token issued so far, so that
+    /// re-activating an account does not revive a token that leaked before its suspension.
     pub fn apply(&mut self, patch: &ClientPatch, at: Timestamp) {
         if let Some(status) = patch.status {
+            if self.status.can_authenticate() && !status.can_authenticate() {
+                self.token_version += 1;
+            }
             self.status = status;
         }
         if let Some(agent) = &patch.agent_id {
@@ -242,6 +253,48 @@ mod tests {
         let err = ClientMeta::parse_email("nope").expect_err("invalid");
         assert_eq!(err.field(), "clientMeta.email");
         assert_eq!(err.to_string(), "clientMeta.email: email format is invalid");
+    }
+
+    #[test]
+    fn leaving_active_revokes_tokens_but_other_changes_do_not() {
+        let mut client = crate::test_support::client_fixture("c1");
+        let at = crate::test_support::fixed_now();
+        let version = client.token_version;
+        client.apply(
+            &ClientPatch {
+                status: Some(ClientStatus::Active),
+                ..ClientPatch::default()
+            },
+            at,
+        );
+        assert_eq!(client.token_version, version);
+        client.apply(
+            &ClientPatch {
+                status: Some(ClientStatus::Suspended),
+                ..ClientPatch::default()
+            },
+            at,
+        );
+        assert_eq!(client.token_version, version + 1);
+        client.apply(
+            &ClientPatch {
+                status: Some(ClientStatus::Inactive),
+                ..ClientPatch::default()
+            },
+            at,
+        );
+        client.apply(
+            &ClientPatch {
+                status: Some(ClientStatus::Active),
+                ..ClientPatch::default()
+            },
+            at,
+        );
+        assert_eq!(
+            client.token_version,
+            version + 1,
+            "only leaving Active counts"
+        );
     }
 
     #[test]

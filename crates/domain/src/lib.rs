@@ -13,6 +13,7 @@ pub mod ports;
 pub mod queries;
 pub mod services;
 pub mod values;
+pub mod webhooks;
 
 /// Every instant in the domain: UTC, millisecond precision by convention of the `Clock`.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
@@ -22,7 +23,7 @@ pub use admin::{
 };
 pub use call::{
     Call, CallData, CallDetails, CallOutcome, CallOutcomeError, CallPatch, NewCall, Sentiment,
-    SentimentError, StatusRegression,
+    SentimentError, StatusEvent, StatusRegression, TRANSPORT_FAILURE_CODE,
 };
 pub use call_status::{CallStatus, CallStatusError, StatusChange};
 pub use client::{

@@ -373,6 +373,8 @@ pub trait IdGenerator: Send + Sync {
     fn client_secret(&self) -> ClientSecret;
     fn call_id(&self) -> CallId;
     fn token_id(&self) -> String;
+    /// Correlates one make-call request across logs and providers.
+    fn request_id(&self) -> String;
 }
 
 /// A call for the telephony provider to place.
@@ -380,7 +382,12 @@ pub trait IdGenerator: Send + Sync {
 pub struct OutboundCall {
     pub call_id: CallId,
     pub to: PhoneNumber,
+    /// Always the client's own number: callers cannot choose another caller id.
     pub from: PhoneNumber,
+    /// Fetched by the provider when the callee answers.
+    pub twiml_url: String,
+    /// Where the provider posts call-progress events.
+    pub status_callback_url: String,
 }
 
 /// The provider's acknowledgement of a placed call.
@@ -389,17 +396,34 @@ pub struct PlacedCall {
     pub sid: CallSid,
 }
 
+/// Connect the answered call to a bidirectional media stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInstructions {
+    /// `wss://...` (or `ws://` locally) URL of the media stream endpoint.
+    pub url: String,
+    /// Custom parameters handed to the stream's `start` message (no secrets).
+    pub parameters: Vec<(String, String)>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TelephonyError {
     /// The provider refused the request (bad number, unverified caller id, ...).
-    #[error("telephony provider rejected the call (code {code:?}): {message}")]
-    Rejected { code: Option<u32>, message: String },
-    /// Too many requests; safe to retry later.
+    #[error(
+        "telephony provider rejected the request (code {code:?}, HTTP {http_status}): {message}"
+    )]
+    Rejected {
+        code: Option<u32>,
+        message: String,
+        http_status: u16,
+    },
+    /// Too many requests; nothing was done and it is safe to retry later.
     #[error("telephony provider is rate limiting")]
-    RateLimited,
+    RateLimited { retry_after_secs: Option<u64> },
     /// Credentials are wrong or the account is suspended.
     #[error("telephony provider refused our credentials")]
     Unauthorized,
+    /// Timeout, connection failure or an unreadable answer: whether the provider acted is
+    /// unknown.
     #[error(transparent)]
     Unavailable(#[from] anyhow::Error),
 }
@@ -408,11 +432,11 @@ pub enum TelephonyError {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Telephony: Send + Sync {
-    /// Places an outbound call.
+    /// Places an outbound call. Never retried by the adapter: a retry could dial twice.
     ///
     /// # Errors
     /// `Rejected`, `RateLimited` or `Unauthorized` as the provider answered; `Unavailable`
-    /// on timeouts and transport failures.
+    /// on timeouts, transport failures and unreadable answers.
     async fn place_call(&self, call: &OutboundCall) -> Result<PlacedCall, TelephonyError>;
 
     /// Ends a live call.
@@ -420,6 +444,14 @@ pub trait Telephony: Send + Sync {
     /// # Errors
     /// As for [`Telephony::place_call`].
     async fn end_call(&self, sid: &CallSid) -> Result<(), TelephonyError>;
+
+    /// The provider's instruction document (TwiML) connecting an answered call to a media
+    /// stream, with every value escaped.
+    fn stream_twiml(&self, stream: &StreamInstructions) -> String;
+
+    /// Whether a webhook request to `url` with form `params` carries the provider's valid
+    /// signature (constant-time comparison).
+    fn verify_webhook(&self, url: &str, params: &[(String, String)], signature: &str) -> bool;
 }
 
 #[derive(Debug, thiserror::Error)]

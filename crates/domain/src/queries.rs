@@ -14,8 +14,13 @@ use crate::values::{BoundedText, CallId, CallSid, ClientId, ClientStatus, PhoneN
 pub struct SearchTerm(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("search must be at most {max} characters", max = SearchTerm::MAX_LEN)]
-pub struct SearchTermError;
+pub enum SearchTermError {
+    #[error("search must be at most {max} characters", max = SearchTerm::MAX_LEN)]
+    TooLong,
+    /// Control characters cannot occur in what is searched (and NUL is not storable text).
+    #[error("search must not contain control characters")]
+    ControlCharacter,
+}
 
 impl SearchTerm {
     pub const MAX_LEN: usize = 200;
@@ -27,7 +32,10 @@ impl SearchTerm {
     pub fn parse(raw: &str) -> Result<Option<Self>, SearchTermError> {
         let trimmed = raw.trim();
         if trimmed.chars().count() > Self::MAX_LEN {
-            return Err(SearchTermError);
+            return Err(SearchTermError::TooLong);
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(SearchTermError::ControlCharacter);
         }
         Ok((!trimmed.is_empty()).then(|| Self(trimmed.to_lowercase())))
     }
@@ -233,6 +241,16 @@ mod tests {
                 .map(|t| t.as_str().to_owned()),
             Some("äbc%_".to_owned())
         );
-        assert_eq!(SearchTerm::parse(&"x".repeat(201)), Err(SearchTermError));
+        assert_eq!(
+            SearchTerm::parse(&"x".repeat(201)),
+            Err(SearchTermError::TooLong)
+        );
+        for control in ["\u{0}", "a\u{1f}b", "\u{7f}"] {
+            assert_eq!(
+                SearchTerm::parse(control),
+                Err(SearchTermError::ControlCharacter),
+                "{control:?}"
+            );
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The one wire format for instants: RFC 3339, UTC, milliseconds, `Z`
 //! (`2025-03-20T12:00:00.000Z`).
 
-use chrono::{DateTime, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use outcall_domain::Timestamp;
 use serde::{Serialize, Serializer};
 
@@ -30,7 +30,7 @@ impl From<Timestamp> for Millis {
 
 /// Why a date-time string was refused. The caller adds the field name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("must be an RFC 3339 date-time, e.g. 2025-03-20T12:00:00.000Z")]
+#[error("must be an RFC 3339 date-time between 1970 and 9999, e.g. 2025-03-20T12:00:00.000Z")]
 pub struct TimestampError;
 
 /// Parses any RFC 3339 offset, converts to UTC and truncates to milliseconds, the precision
@@ -40,7 +40,12 @@ pub struct TimestampError;
 /// [`TimestampError`] when `raw` is not RFC 3339.
 pub fn parse(raw: &str) -> Result<Timestamp, TimestampError> {
     let at = DateTime::parse_from_rfc3339(raw.trim()).map_err(|_| TimestampError)?;
-    Ok(truncate_to_millis(at.with_timezone(&Utc)))
+    let at = truncate_to_millis(at.with_timezone(&Utc));
+    // Years 1970..=9999 in UTC: anything else is a mistake, and would not print back as RFC 3339.
+    if !(1970..=9999).contains(&at.year()) {
+        return Err(TimestampError);
+    }
+    Ok(at)
 }
 
 /// The current instant at the domain's precision.
@@ -57,6 +62,18 @@ fn truncate_to_millis(at: Timestamp) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instants_outside_1970_to_9999_are_refused() {
+        assert!(parse("1969-12-31T23:59:59Z").is_err());
+        assert!(parse("0000-01-01T00:00:00Z").is_err());
+        assert!(
+            parse("9999-12-31T23:59:59.999-23:59").is_err(),
+            "is year 10000 in UTC"
+        );
+        assert!(parse("1970-01-01T00:00:00Z").is_ok());
+        assert!(parse("9999-12-31T23:59:59.999Z").is_ok());
+    }
     use outcall_domain::test_support::fixed_now;
 
     #[test]

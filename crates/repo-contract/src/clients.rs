@@ -394,6 +394,50 @@ pub async fn replacing_a_secret_bumps_the_token_version_and_returns_the_updated_
     assert_eq!(unknown, None);
 }
 
+/// Leaving Active bumps `token_version` (so old tokens stay dead after re-activation), and the
+/// bump is stored; other updates leave it alone.
+pub async fn suspending_a_client_stores_its_bumped_token_version(repos: Repos) {
+    let mut original = full_client("susp");
+    original.status = ClientStatus::Active;
+    repos
+        .clients
+        .insert(&original, &hash("h"))
+        .await
+        .expect("insert");
+    let suspend = ClientPatch {
+        status: Some(ClientStatus::Suspended),
+        ..ClientPatch::default()
+    };
+    let updated = repos
+        .clients
+        .update(&original.id, &suspend, at_ms(70_000))
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(updated.token_version, original.token_version + 1);
+    let reactivate = ClientPatch {
+        status: Some(ClientStatus::Active),
+        ..ClientPatch::default()
+    };
+    repos
+        .clients
+        .update(&original.id, &reactivate, at_ms(71_000))
+        .await
+        .expect("update");
+    let stored = repos
+        .clients
+        .find(&original.id)
+        .await
+        .expect("find")
+        .expect("exists");
+    assert_eq!(stored.status, ClientStatus::Active);
+    assert_eq!(
+        stored.token_version,
+        original.token_version + 1,
+        "the bump is stored"
+    );
+}
+
 /// Deleting a client removes its calls and revoked tokens (no orphans), leaves other clients
 /// alone, answers `false` the second time, and frees its id and email.
 pub async fn deleting_a_client_removes_it_with_its_calls_and_revoked_tokens(repos: Repos) {

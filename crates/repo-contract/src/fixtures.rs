@@ -175,4 +175,7 @@ impl IdGenerator for SequentialIds {
     fn token_id(&self) -> String {
         format!("token-{:08}", self.next())
     }
+    fn request_id(&self) -> String {
+        format!("request-{:08}", self.next())
+    }
 }

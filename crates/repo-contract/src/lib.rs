@@ -67,6 +67,7 @@ macro_rules! contract_tests {
             a_partial_client_update_changes_only_the_given_fields,
             concurrent_partial_updates_of_one_client_lose_nothing,
             replacing_a_secret_bumps_the_token_version_and_returns_the_updated_client,
+            suspending_a_client_stores_its_bumped_token_version,
             deleting_a_client_removes_it_with_its_calls_and_revoked_tokens,
             listing_clients_pages_newest_first_ties_by_id_descending_with_the_total_of_all_matches,
             listing_clients_filters_by_status_and_counts_only_the_matches,

@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
+/// Longest token lifetime accepted (the signer refuses more).
+const MAX_TOKEN_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
+
 /// A setting that stops start-up: which variable, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingsError {
@@ -147,6 +150,8 @@ impl DatabaseTarget {
                     if parsed.password().is_some() {
                         let _ = parsed.set_password(Some("***"));
                     }
+                    // Query parameters may carry credentials too (`?password=`).
+                    parsed.set_query(None);
                     parsed.to_string()
                 }
                 Err(_) => "postgres://<unparseable>".to_owned(),
@@ -183,7 +188,9 @@ impl Settings {
             .prefix("OUTCALL")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true);
+            // Values stay strings (a password "0123..." keeps its leading zero); typed fields
+            // such as the port are still converted from the string.
+            .try_parsing(false);
         let settings: Settings = builder
             .add_source(env)
             .build()
@@ -294,6 +301,12 @@ impl Settings {
             return Err(SettingsError::new(
                 "auth.jwt_secret",
                 "must be at least 32 bytes",
+            ));
+        }
+        if self.auth.token_ttl_secs > MAX_TOKEN_TTL_SECS {
+            return Err(SettingsError::new(
+                "auth.token_ttl_secs",
+                "must be at most 100 years (0 = never expires)",
             ));
         }
         if self.auth.issuer.trim().is_empty() {
@@ -528,6 +541,43 @@ mod tests {
         assert_eq!(err.key, "OUTCALL__ELEVENLABS__WEBHOOK_SECRET");
         let err = load(&[("OUTCALL__TWILIO__ACCOUNT_SID", "ACnope")]).expect_err("bad sid");
         assert_eq!(err.key, "OUTCALL__TWILIO__ACCOUNT_SID");
+    }
+
+    #[test]
+    fn numeric_looking_secrets_keep_their_exact_text() {
+        let settings = load(&[
+            ("OUTCALL__ADMIN__USERNAME", "admin"),
+            ("OUTCALL__ADMIN__PASSWORD", "0123456789012"),
+            (
+                "OUTCALL__AUTH__JWT_SECRET",
+                "00000000000000000000000000000000000001",
+            ),
+            ("OUTCALL__SERVER__PORT", "8080"),
+            ("OUTCALL__SANDBOX__ENABLED", "true"),
+        ])
+        .expect("valid");
+        assert_eq!(settings.admin.password.expose_secret(), "0123456789012");
+        assert_eq!(
+            settings.auth.jwt_secret.expose_secret(),
+            "00000000000000000000000000000000000001"
+        );
+        assert_eq!(settings.server.port, 8080);
+        assert_eq!(settings.sandbox.enabled, Some(true));
+    }
+
+    #[test]
+    fn token_lifetimes_beyond_a_century_are_refused_by_name() {
+        let err = load(&[("OUTCALL__AUTH__TOKEN_TTL_SECS", "99999999999")]).expect_err("too long");
+        assert_eq!(err.key, "OUTCALL__AUTH__TOKEN_TTL_SECS");
+    }
+
+    #[test]
+    fn the_redacted_database_url_hides_password_and_query() {
+        let target = DatabaseTarget::Postgres {
+            url: "postgres://u:pw@db/x?password=pw2&sslmode=require".into(),
+        };
+        let shown = target.redacted();
+        assert!(!shown.contains("pw") && !shown.contains("pw2"), "{shown}");
     }
 
     #[test]

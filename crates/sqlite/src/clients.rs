@@ -195,11 +195,13 @@ impl ClientRepository for SqliteStore {
         let update = sqlx::query(concat!(
             "UPDATE clients SET status = ?, agent_id = ?, twilio_phone_number = ?, \
              full_name = ?, email = ?, email_normalized = ?, phone = ?, business_name = ?, \
-             city = ?, job_title = ?, notes = ?, search_text = ?, updated_at = ? \
-             WHERE client_id = ? RETURNING ",
+             city = ?, job_title = ?, notes = ?, search_text = ?, updated_at = ?, \
+             token_version = ? WHERE client_id = ? RETURNING ",
             client_columns!()
         ));
+        // token_version too: leaving Active revokes tokens (see `Client::apply`).
         let row = bind_mutable(update, &client)
+            .bind(client.token_version)
             .bind(id.as_str())
             .fetch_one(&mut *tx)
             .await

@@ -73,7 +73,7 @@ impl ClientAccounts {
             agent_id: new.agent_id,
             twilio_phone_number: new.twilio_phone_number,
             meta: new.meta,
-            token_version: 0,
+            token_version: Client::initial_token_version(now),
             created_at: now,
             updated_at: now,
         };
@@ -215,7 +215,7 @@ mod tests {
         assert_eq!(client.id.as_str(), "client_generated");
         assert_eq!(secret.expose(), "generated-secret-0123456789");
         assert_eq!(client.created_at, fixed_now());
-        assert_eq!(client.token_version, 0);
+        assert_eq!(client.token_version, fixed_now().timestamp_millis());
     }
 
     #[tokio::test]

@@ -3,7 +3,9 @@
 mod accounts;
 mod auth;
 mod calls;
+mod placement;
 
 pub use accounts::{AccountError, ClientAccounts};
 pub use auth::{AuthError, Authenticated, Authentication, UnauthorizedReason};
 pub use calls::{CallError, CallHistory, Dashboard};
+pub use placement::{CallPlacement, CallRequest, PlacedCallIds, PlacementError};

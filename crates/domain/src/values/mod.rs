@@ -1,12 +1,14 @@
 //! Validated value types. Each has private fields, a fallible constructor and its own error.
 
 mod contact;
+mod dynamic;
 mod ids;
 mod secret;
 mod status;
 mod text;
 
 pub use contact::{Email, EmailError, PhoneNumber, PhoneNumberError};
+pub use dynamic::{DynamicValue, DynamicVariables, DynamicVariablesError};
 pub use ids::{
     AgentId, AgentIdError, CallId, CallIdError, CallSid, CallSidError, ClientId, ClientIdError,
     ConversationId, ConversationIdError,

@@ -187,7 +187,7 @@ impl TryFrom<AddCallRequest> for NewCall {
             call.from = value(data.from, "callData.from", PhoneNumber::parse)?;
             call.agent_id = value(data.agent_id, "callData.agentId", AgentId::parse)?;
             call.end_time = instant(data.end_time, "callData.endTime")?;
-            call.duration = data.duration.count("callData.duration")?;
+            call.duration = duration(data.duration)?;
             call.recording_url = text(
                 data.recording_url,
                 "callData.recordingUrl",
@@ -273,7 +273,7 @@ impl TryFrom<UpdateCallRequest> for CallPatch {
                 call_sid: value(data.call_sid, "callData.callSid", CallSid::parse)?,
                 status: value(data.status, "callData.status", CallStatus::parse)?,
                 end_time: instant(data.end_time, "callData.endTime")?,
-                duration: data.duration.count("callData.duration")?,
+                duration: duration(data.duration)?,
                 recording_url: text(
                     data.recording_url,
                     "callData.recordingUrl",
@@ -593,6 +593,18 @@ impl<'a> ActivityResponse<'a> {
                 })
                 .collect(),
         }
+    }
+}
+
+/// `callData.duration`: whole seconds, at most a week.
+fn duration(field: Field) -> Result<Option<u32>, FieldError> {
+    const PATH: &str = "callData.duration";
+    match field.count(PATH)? {
+        Some(secs) if secs > limits::MAX_DURATION_SECS => Err(FieldError::new(
+            PATH,
+            format_args!("must be at most {} seconds", limits::MAX_DURATION_SECS),
+        )),
+        other => Ok(other),
     }
 }
 
