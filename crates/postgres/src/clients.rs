@@ -133,12 +133,15 @@ impl ClientRepository for PgStore {
         let query = sqlx::query(
             "UPDATE clients SET status = $2, agent_id = $3, twilio_phone_number = $4, \
              full_name = $5, email = $6, email_normalized = $7, phone = $8, business_name = $9, \
-             city = $10, job_title = $11, notes = $12, search_text = $13, updated_at = $14 \
+             city = $10, job_title = $11, notes = $12, search_text = $13, updated_at = $14, \
+             token_version = $15 \
              WHERE client_id = $1",
         )
         .bind(id.as_str());
+        // `apply` may bump the token version (e.g. leaving Active revokes tokens): write it too.
         bind_writable(query, &client)
             .bind(client.updated_at)
+            .bind(client.token_version)
             .execute(&mut *tx)
             .await
             .map_err(|e| classify(e, context()))?;
