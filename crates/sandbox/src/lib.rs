@@ -1,0 +1,1 @@
+//! Provider emulators (work in progress).

@@ -1,0 +1,1 @@
+//! Twilio adapter (work in progress).
