@@ -2,9 +2,11 @@
 //!
 //! Every failure a handler, an extractor or the framework produces ends up here, so that
 //! every error response is JSON: `{"error": ..., ["message" | "details" | "requiredFields" |
-//! "retryAfter"], "statusCode": n}`. 5xx bodies never carry the cause; it is logged instead.
+//! "retryAfter" | "twilioCode" | "callId"], "statusCode": n}`. 5xx bodies never carry the
+//! cause; it is logged instead.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
@@ -13,9 +15,11 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use outcall_domain::StatusRegression;
-use outcall_domain::ports::UniqueField;
-use outcall_domain::services::{AccountError, AuthError, CallError, UnauthorizedReason};
+use outcall_domain::ports::{TelephonyError, UniqueField};
+use outcall_domain::services::{
+    AccountError, AuthError, CallError, PlacementError, UnauthorizedReason,
+};
+use outcall_domain::{CallId, StatusRegression};
 use serde::Serialize;
 
 /// Which request a validation failure belongs to; decides the `error` headline, which the
@@ -28,6 +32,10 @@ pub enum Problem {
     UpdateData,
     /// `POST /admin/clients/{id}/calls`.
     CallData,
+    /// `POST /secure/make-call`, `POST /admin/clients/{id}/make-call`.
+    CallRequest,
+    /// A signed Twilio status callback whose `CallStatus` is not one of Twilio's.
+    StatusCallback,
     /// Any other body (logins, verify, change-secret).
     Request,
 }
@@ -38,6 +46,8 @@ impl Problem {
             Self::CreateClient => "Failed to create client",
             Self::UpdateData => "Invalid update data",
             Self::CallData => "Invalid call data",
+            Self::CallRequest => "Invalid call request",
+            Self::StatusCallback => "Invalid status callback",
             Self::Request => "Invalid request",
         }
     }
@@ -48,6 +58,8 @@ impl Problem {
 pub enum Forbidden {
     AdminTokenRequired,
     ClientTokenRequired,
+    /// The client exists but is Inactive or Suspended (placing calls).
+    ClientNotActive,
 }
 
 impl Forbidden {
@@ -55,6 +67,7 @@ impl Forbidden {
         match self {
             Self::AdminTokenRequired => "This endpoint requires an admin token",
             Self::ClientTokenRequired => "This endpoint requires a client token",
+            Self::ClientNotActive => "Client is not active",
         }
     }
 }
@@ -95,6 +108,18 @@ pub enum ApiError {
     ClientExists(UniqueField),
     #[error("call already exists (callSid)")]
     CallSidExists,
+    /// Hanging up a call that already ended (or was never handed to the provider).
+    #[error("call already ended")]
+    CallAlreadyEnded,
+    /// A provider webhook without a valid `X-Twilio-Signature`.
+    #[error("invalid Twilio signature")]
+    InvalidSignature,
+    /// The telephony provider refused or failed; `call_id` names the call it concerned.
+    #[error("telephony provider: {failure}")]
+    Telephony {
+        call_id: Option<CallId>,
+        failure: ProviderFailure,
+    },
     #[error(transparent)]
     StatusTransition(StatusRegression),
     #[error("no such route")]
@@ -160,6 +185,12 @@ impl ApiError {
             Self::CallSidExists => body
                 .error("Call already exists with this callSid")
                 .details("callSid"),
+            Self::CallAlreadyEnded => body.error("Call already ended"),
+            Self::InvalidSignature => body.error("Invalid Twilio signature"),
+            Self::Telephony { call_id, failure } => {
+                body.call_id = call_id.as_ref().map(CallId::as_str);
+                failure.describe(body)
+            }
             Self::StatusTransition(regression) => body
                 .error("Invalid status transition")
                 .details(regression.to_string()),
@@ -186,14 +217,16 @@ impl ResponseError for ApiError {
             Self::InvalidCredentials | Self::InvalidClientCredentials | Self::Unauthorized(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::InvalidSignature => StatusCode::FORBIDDEN,
             Self::ClientNotFound | Self::CallNotFound | Self::RouteNotFound => {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::ClientExists(_) | Self::CallSidExists | Self::StatusTransition(_) => {
-                StatusCode::CONFLICT
-            }
+            Self::ClientExists(_)
+            | Self::CallSidExists
+            | Self::StatusTransition(_)
+            | Self::CallAlreadyEnded => StatusCode::CONFLICT,
+            Self::Telephony { failure, .. } => failure.status_code(),
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -212,12 +245,18 @@ impl ResponseError for ApiError {
             Self::NotReady(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "readiness check failed");
             }
+            Self::Telephony { call_id, failure } => failure.log(call_id.as_ref()),
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
         match self {
             Self::TooManyAttempts { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            Self::Telephony { failure, .. } => {
+                if let Some(secs) = failure.retry_after_secs() {
+                    response.insert_header((header::RETRY_AFTER, secs.to_string()));
+                }
             }
             Self::Unauthorized(_) => {
                 response
@@ -244,6 +283,10 @@ struct ErrorBody<'a> {
     required_fields: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    twilio_code: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    call_id: Option<&'a str>,
     status_code: u16,
 }
 
@@ -256,6 +299,8 @@ impl<'a> ErrorBody<'a> {
             details: None,
             required_fields: None,
             retry_after: None,
+            twilio_code: None,
+            call_id: None,
             status_code: status.as_u16(),
         }
     }
@@ -316,6 +361,203 @@ impl From<CallError> for ApiError {
             CallError::Unexpected(cause) => Self::Internal(cause),
         }
     }
+}
+
+impl From<PlacementError> for ApiError {
+    fn from(err: PlacementError) -> Self {
+        match err {
+            PlacementError::ClientNotFound => Self::ClientNotFound,
+            PlacementError::ClientInactive => Self::Forbidden(Forbidden::ClientNotActive),
+            PlacementError::CallNotFound => Self::CallNotFound,
+            PlacementError::CallAlreadyEnded => Self::CallAlreadyEnded,
+            PlacementError::Telephony { call_id, source } => Self::Telephony {
+                call_id,
+                failure: ProviderFailure(source),
+            },
+            PlacementError::Unexpected(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+/// Twilio error codes that mean the destination cannot be called (protocols 1.4): the
+/// caller's problem, so a 400 rather than a provider failure.
+const DESTINATION_CODES: [u32; 6] = [21211, 21214, 21215, 21216, 21217, 21219];
+
+/// The invalid-number code, which has its own headline.
+const INVALID_TO_CODE: u32 = 21211;
+
+/// `Retry-After` when the provider rate limits without saying for how long.
+const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
+
+/// A telephony provider's refusal or failure as the API reports it.
+///
+/// The request logger prints errors with `Debug` and `Display`, so neither shows the
+/// provider's message (it may quote the dialled number); [`ProviderFailure::log`] logs it
+/// with digit runs redacted.
+pub struct ProviderFailure(pub TelephonyError);
+
+impl ProviderFailure {
+    /// The Twilio code of a rejection that concerns the destination.
+    fn destination_code(&self) -> Option<u32> {
+        match &self.0 {
+            TelephonyError::Rejected {
+                code: Some(code), ..
+            } if DESTINATION_CODES.contains(code) => Some(*code),
+            _ => None,
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match &self.0 {
+            TelephonyError::RateLimited { retry_after_secs } => {
+                Some(retry_after_secs.unwrap_or(DEFAULT_RETRY_AFTER_SECS))
+            }
+            _ => None,
+        }
+    }
+
+    fn status_code(&self) -> StatusCode {
+        match &self.0 {
+            _ if self.destination_code().is_some() => StatusCode::BAD_REQUEST,
+            TelephonyError::RateLimited { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            TelephonyError::Rejected { .. }
+            | TelephonyError::Unauthorized
+            | TelephonyError::Unavailable(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The caller's view: only a destination problem echoes the provider's message (it is
+    /// about the number the caller chose); 5xx name the kind of failure, never its cause.
+    fn describe<'a>(&'a self, mut body: ErrorBody<'a>) -> ErrorBody<'a> {
+        match &self.0 {
+            TelephonyError::Rejected { code, message, .. } => {
+                body.twilio_code = *code;
+                match self.destination_code() {
+                    Some(INVALID_TO_CODE) => body
+                        .error("Invalid 'To' phone number")
+                        .details(message.as_str()),
+                    Some(_) => body
+                        .error("Destination cannot be called")
+                        .details(message.as_str()),
+                    None => body.error("Telephony provider rejected the call"),
+                }
+            }
+            TelephonyError::Unauthorized => body
+                .error("Telephony provider credentials were refused")
+                .details("check OUTCALL__TWILIO__ACCOUNT_SID and OUTCALL__TWILIO__AUTH_TOKEN"),
+            TelephonyError::RateLimited { .. } => {
+                body.retry_after = self.retry_after_secs();
+                body.error("Telephony provider is rate limiting requests")
+            }
+            TelephonyError::Unavailable(_) => body
+                .error("Telephony provider unavailable")
+                .details("the provider could not be reached or did not answer in time"),
+        }
+    }
+
+    /// Server-side record: codes and causes, with the provider's message redacted.
+    fn log(&self, call_id: Option<&CallId>) {
+        let call_id = call_id.map(tracing::field::display);
+        match &self.0 {
+            TelephonyError::Rejected {
+                code,
+                message,
+                http_status,
+            } => {
+                let provider_message = redact_digits(message);
+                if self.destination_code().is_some() {
+                    tracing::info!(call_id, twilio_code = code, http_status, %provider_message, "telephony provider refused the destination");
+                } else {
+                    tracing::error!(call_id, twilio_code = code, http_status, %provider_message, "telephony provider rejected the request");
+                }
+            }
+            TelephonyError::Unauthorized => tracing::error!(
+                call_id,
+                "telephony provider refused the credentials; check OUTCALL__TWILIO__ACCOUNT_SID and OUTCALL__TWILIO__AUTH_TOKEN"
+            ),
+            TelephonyError::RateLimited { retry_after_secs } => {
+                tracing::warn!(
+                    call_id,
+                    retry_after_secs,
+                    "telephony provider is rate limiting"
+                );
+            }
+            TelephonyError::Unavailable(cause) => tracing::error!(
+                call_id,
+                error = redact_digits(&format!("{cause:#}")),
+                "telephony provider unavailable"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ProviderFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            TelephonyError::Rejected {
+                code, http_status, ..
+            } => match code {
+                Some(code) => write!(f, "rejected (code {code}, HTTP {http_status})"),
+                None => write!(f, "rejected (HTTP {http_status})"),
+            },
+            TelephonyError::RateLimited { .. } => f.write_str("rate limited"),
+            TelephonyError::Unauthorized => f.write_str("credentials refused"),
+            TelephonyError::Unavailable(_) => f.write_str("unavailable"),
+        }
+    }
+}
+
+impl fmt::Debug for ProviderFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            TelephonyError::Rejected {
+                code, http_status, ..
+            } => f
+                .debug_struct("Rejected")
+                .field("code", code)
+                .field("http_status", http_status)
+                .finish_non_exhaustive(),
+            TelephonyError::RateLimited { retry_after_secs } => f
+                .debug_struct("RateLimited")
+                .field("retry_after_secs", retry_after_secs)
+                .finish(),
+            TelephonyError::Unauthorized => f.write_str("Unauthorized"),
+            TelephonyError::Unavailable(cause) => f
+                .debug_tuple("Unavailable")
+                .field(&redact_digits(&format!("{cause:#}")))
+                .finish(),
+        }
+    }
+}
+
+/// `text` with every run of seven or more digits (single spaces between them and a leading
+/// `+` included) replaced by `[number]`, so that a provider message quoting a phone number can
+/// be logged. Dates, codes and addresses (`2010-04-01`, `21211`, `10.0.0.5`) stay readable.
+pub(crate) fn redact_digits(text: &str) -> String {
+    const MIN_DIGITS: usize = 7;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_digit() || c == '+') {
+        out.push_str(&rest[..start]);
+        let candidate = &rest[start..];
+        // The first character is ASCII; the run goes on over digits and spaces and ends at
+        // its last digit.
+        let run_len = 1 + candidate[1..]
+            .find(|c: char| !(c.is_ascii_digit() || c == ' '))
+            .unwrap_or(candidate.len() - 1);
+        let end = candidate[..run_len]
+            .rfind(|c: char| c.is_ascii_digit())
+            .map_or(1, |i| i + 1);
+        let number = &candidate[..end];
+        if number.chars().filter(char::is_ascii_digit).count() >= MIN_DIGITS {
+            out.push_str("[number]");
+        } else {
+            out.push_str(number);
+        }
+        rest = &candidate[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl From<JsonPayloadError> for ApiError {
@@ -558,6 +800,89 @@ mod tests {
                 500,
                 json!({"error": "Internal server error", "statusCode": 500}),
             ),
+            (
+                ApiError::invalid(Problem::CallRequest, "phone: x"),
+                400,
+                json!({"error": "Invalid call request", "details": "phone: x", "statusCode": 400}),
+            ),
+            (
+                ApiError::invalid(Problem::StatusCallback, "CallStatus: x"),
+                400,
+                json!({"error": "Invalid status callback", "details": "CallStatus: x", "statusCode": 400}),
+            ),
+            (
+                ApiError::Forbidden(Forbidden::ClientNotActive),
+                403,
+                json!({"error": "Forbidden", "message": "Client is not active", "statusCode": 403}),
+            ),
+            (
+                ApiError::InvalidSignature,
+                403,
+                json!({"error": "Invalid Twilio signature", "statusCode": 403}),
+            ),
+            (
+                ApiError::CallAlreadyEnded,
+                409,
+                json!({"error": "Call already ended", "statusCode": 409}),
+            ),
+            (
+                telephony(TelephonyError::Rejected {
+                    code: Some(21211),
+                    message: "The 'To' number 5551234567 is not a valid phone number.".into(),
+                    http_status: 400,
+                }),
+                400,
+                json!({"error": "Invalid 'To' phone number", "details": "The 'To' number 5551234567 is not a valid phone number.", "twilioCode": 21211, "callId": "call_1", "statusCode": 400}),
+            ),
+            (
+                telephony(TelephonyError::Rejected {
+                    code: Some(21215),
+                    message: "Account not authorized to call +4930123456.".into(),
+                    http_status: 400,
+                }),
+                400,
+                json!({"error": "Destination cannot be called", "details": "Account not authorized to call +4930123456.", "twilioCode": 21215, "callId": "call_1", "statusCode": 400}),
+            ),
+            (
+                telephony(TelephonyError::Rejected {
+                    code: Some(21210),
+                    message: "The source phone number provided is not yet verified.".into(),
+                    http_status: 400,
+                }),
+                502,
+                json!({"error": "Telephony provider rejected the call", "twilioCode": 21210, "callId": "call_1", "statusCode": 502}),
+            ),
+            (
+                ApiError::Telephony {
+                    call_id: None,
+                    failure: ProviderFailure(TelephonyError::Rejected {
+                        code: None,
+                        message: "Service Unavailable".into(),
+                        http_status: 503,
+                    }),
+                },
+                502,
+                json!({"error": "Telephony provider rejected the call", "statusCode": 502}),
+            ),
+            (
+                telephony(TelephonyError::Unauthorized),
+                502,
+                json!({"error": "Telephony provider credentials were refused", "details": "check OUTCALL__TWILIO__ACCOUNT_SID and OUTCALL__TWILIO__AUTH_TOKEN", "callId": "call_1", "statusCode": 502}),
+            ),
+            (
+                telephony(TelephonyError::RateLimited {
+                    retry_after_secs: Some(30),
+                }),
+                503,
+                json!({"error": "Telephony provider is rate limiting requests", "retryAfter": 30, "callId": "call_1", "statusCode": 503}),
+            ),
+            (
+                telephony(TelephonyError::Unavailable(anyhow::anyhow!(
+                    "connect timeout to api.twilio.com"
+                ))),
+                502,
+                json!({"error": "Telephony provider unavailable", "details": "the provider could not be reached or did not answer in time", "callId": "call_1", "statusCode": 502}),
+            ),
         ];
         for (error, status, expected) in table {
             let shown = format!("{error:?}");
@@ -586,6 +911,106 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some("Bearer")
         );
+    }
+
+    fn telephony(source: TelephonyError) -> ApiError {
+        ApiError::Telephony {
+            call_id: CallId::parse("call_1").ok(),
+            failure: ProviderFailure(source),
+        }
+    }
+
+    #[actix_web::test]
+    async fn provider_rate_limits_answer_with_retry_after_defaulting_to_one_second() {
+        for (given, expected) in [(Some(30), "30"), (None, "1")] {
+            let (status, body, head) = render(telephony(TelephonyError::RateLimited {
+                retry_after_secs: given,
+            }))
+            .await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                head.headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()),
+                Some(expected)
+            );
+            assert_eq!(body["retryAfter"].to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn provider_failures_never_show_the_providers_message_in_debug_or_display() {
+        let err = telephony(TelephonyError::Rejected {
+            code: Some(21211),
+            message: "The 'To' number +12125550123 is not a valid phone number.".into(),
+            http_status: 400,
+        });
+        for shown in [format!("{err:?}"), err.to_string()] {
+            assert!(!shown.contains("2125550123"), "{shown}");
+            assert!(shown.contains("21211"), "{shown}");
+        }
+        let err = telephony(TelephonyError::Unavailable(anyhow::anyhow!(
+            "posting the call to +12125550123 timed out"
+        )));
+        let shown = format!("{err:?}");
+        assert!(!shown.contains("2125550123"), "{shown}");
+        assert!(shown.contains("timed out"), "{shown}");
+    }
+
+    #[test]
+    fn digit_runs_that_may_be_phone_numbers_are_redacted() {
+        let cases = [
+            (
+                "The 'To' number +12125550123 is not valid.",
+                "The 'To' number [number] is not valid.",
+            ),
+            ("call 5551234567 now", "call [number] now"),
+            ("dial +1 212 555 0123.", "dial [number]."),
+            (
+                "/2010-04-01/Accounts/x code 21211 at 10.0.0.5:5432",
+                "/2010-04-01/Accounts/x code 21211 at 10.0.0.5:5432",
+            ),
+            ("a + b", "a + b"),
+            ("trailing 1234567", "trailing [number]"),
+            ("", ""),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(redact_digits(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn placement_errors_map_to_the_contracts_answers() {
+        assert!(matches!(
+            ApiError::from(PlacementError::ClientInactive),
+            ApiError::Forbidden(Forbidden::ClientNotActive)
+        ));
+        assert!(matches!(
+            ApiError::from(PlacementError::ClientNotFound),
+            ApiError::ClientNotFound
+        ));
+        assert!(matches!(
+            ApiError::from(PlacementError::CallNotFound),
+            ApiError::CallNotFound
+        ));
+        assert!(matches!(
+            ApiError::from(PlacementError::CallAlreadyEnded),
+            ApiError::CallAlreadyEnded
+        ));
+        assert!(matches!(
+            ApiError::from(PlacementError::Telephony {
+                call_id: None,
+                source: TelephonyError::Unauthorized
+            }),
+            ApiError::Telephony {
+                call_id: None,
+                failure: ProviderFailure(TelephonyError::Unauthorized)
+            }
+        ));
+        assert!(matches!(
+            ApiError::from(PlacementError::Unexpected(anyhow::anyhow!("x"))),
+            ApiError::Internal(_)
+        ));
     }
 
     #[test]

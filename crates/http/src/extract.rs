@@ -1,5 +1,6 @@
-//! Extractors: who is calling (`AdminPrincipal`, `ClientPrincipal`), which client or call
-//! a path names (`ClientIdParam`, `CallIdParam`), and JSON object bodies (`Body`).
+//! Extractors: who is calling (`AdminPrincipal`, `ClientPrincipal`, and for provider
+//! webhooks [`SignedWebhook`]), which client or call a path names (`ClientIdParam`,
+//! `CallIdParam`), and JSON object bodies (`Body`).
 //!
 //! actix polls all of a handler's extractors together, so a body or path extractor could
 //! answer (400, 404) before authentication finishes. Protected routes are therefore also
@@ -11,9 +12,10 @@ use std::future::{Ready, ready};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::{Method, StatusCode, header};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 use outcall_domain::ports::TokenClaims;
 use outcall_domain::services::{Authenticated, UnauthorizedReason};
@@ -208,6 +210,115 @@ impl FromRequest for CallIdParam {
                 .ok_or(ApiError::CallNotFound),
         )
     }
+}
+
+/// The largest form body a provider webhook may carry, registered by `Api::app`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WebhookFormLimit(pub usize);
+
+/// Used when no [`WebhookFormLimit`] is registered.
+const DEFAULT_WEBHOOK_FORM_LIMIT: usize = 64 * 1024;
+
+/// The header Twilio signs its webhooks with (protocols 3.1).
+const TWILIO_SIGNATURE: &str = "x-twilio-signature";
+
+/// A Twilio webhook whose `X-Twilio-Signature` is valid, with its form parameters.
+///
+/// The signature is checked before anything else is done with the request: without the header
+/// the body is not even read. The signed URL is the public base URL followed by the path and
+/// query exactly as received; the signed parameters are the form body's (`POST`), decoded, in
+/// the order received and with repeated names kept, or none (`GET`, whose parameters are in
+/// the query). A `POST` body is read as a form whatever its declared type; anything else fails
+/// the signature.
+#[derive(Debug)]
+pub struct SignedWebhook {
+    params: Vec<(String, String)>,
+    call_id: Option<String>,
+}
+
+impl SignedWebhook {
+    /// The form parameters, as received.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
+    /// `callId` of the query string; a missing or impossible id is simply not found.
+    pub fn call_id(&self) -> Result<CallId, ApiError> {
+        self.call_id
+            .as_deref()
+            .and_then(|raw| CallId::parse(raw).ok())
+            .ok_or(ApiError::CallNotFound)
+    }
+}
+
+impl FromRequest for SignedWebhook {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let signature = req
+                .headers()
+                .get(TWILIO_SIGNATURE)
+                .and_then(|value| value.to_str().ok())
+                .filter(|value| !value.is_empty())
+                .ok_or(ApiError::InvalidSignature)?
+                .to_owned();
+            let params = if req.method() == Method::GET {
+                Vec::new()
+            } else {
+                let limit = req
+                    .app_data::<WebhookFormLimit>()
+                    .map_or(DEFAULT_WEBHOOK_FORM_LIMIT, |limit| limit.0);
+                let body = read_body(&req, payload, limit).await?;
+                form_urlencoded::parse(&body).into_owned().collect()
+            };
+            let state = req
+                .app_data::<web::Data<ApiState>>()
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("ApiState is not registered")))?;
+            let path_and_query = req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.path(), |pq| pq.as_str());
+            if !state
+                .placement
+                .verify_webhook(path_and_query, &params, &signature)
+            {
+                return Err(ApiError::InvalidSignature);
+            }
+            let call_id = form_urlencoded::parse(req.query_string().as_bytes())
+                .find(|(name, _)| name == "callId")
+                .map(|(_, value)| value.into_owned());
+            Ok(Self { params, call_id })
+        })
+    }
+}
+
+/// The whole body, refused with 413 as soon as it is known to exceed `limit`.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::Http(StatusCode::BAD_REQUEST))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A JSON request body that must be an object, deserialised into a request struct.

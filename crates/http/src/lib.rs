@@ -1,6 +1,6 @@
-//! outcall's HTTP API (actix-web 4): the account, authentication and call-history endpoints
-//! of the API contract, with their exact paths, camelCase JSON bodies, status codes and
-//! error bodies.
+//! outcall's HTTP API (actix-web 4): the account, authentication, call-history and
+//! call-placement endpoints of the API contract, with their exact paths, camelCase JSON
+//! bodies, status codes and error bodies, and the Twilio webhooks (TwiML, status callbacks).
 //!
 //! # Mounting
 //! The login rate limiter must be one per process, not one per worker, so it lives in
@@ -27,6 +27,10 @@
 //! - One [`ApiError`], one status table, one JSON error body, also for extractor and
 //!   framework errors (bad JSON 400, content type 415, body size 413, unknown route 404,
 //!   wrong method 405). 5xx causes are logged with `tracing::error!`, never shown.
+//! - Twilio webhooks (`/twilio/twiml`, `/twilio/status`) carry no bearer token: the
+//!   [`SignedWebhook`] extractor checks `X-Twilio-Signature` before anything else happens,
+//!   and request spans show only their `callId` query parameter (a `GET` webhook carries
+//!   phone numbers in its query).
 //! - The crate sees only domain services and ports; it names no adapter.
 
 mod dto;
@@ -34,6 +38,7 @@ mod error;
 mod extract;
 mod rate_limit;
 mod routes;
+mod telemetry;
 mod time;
 
 use std::sync::Arc;
@@ -43,11 +48,11 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{App, web};
 use outcall_domain::ports::HealthProbe;
-use outcall_domain::services::{Authentication, CallHistory, ClientAccounts};
+use outcall_domain::services::{Authentication, CallHistory, CallPlacement, ClientAccounts};
 use tracing_actix_web::TracingLogger;
 
-pub use error::{ApiError, Forbidden, Problem};
-pub use extract::{AdminPrincipal, CallIdParam, ClientIdParam, ClientPrincipal};
+pub use error::{ApiError, Forbidden, Problem, ProviderFailure};
+pub use extract::{AdminPrincipal, CallIdParam, ClientIdParam, ClientPrincipal, SignedWebhook};
 pub use time::Millis;
 
 use rate_limit::LoginLimiter;
@@ -58,6 +63,7 @@ pub struct ApiState {
     pub accounts: ClientAccounts,
     pub auth: Authentication,
     pub calls: CallHistory,
+    pub placement: CallPlacement,
     pub health: Arc<dyn HealthProbe>,
 }
 
@@ -87,6 +93,8 @@ pub struct HttpSettings {
     /// Largest JSON body when adding or updating a call, which may carry a transcript
     /// (default 1 MiB).
     pub call_json_limit_bytes: usize,
+    /// Largest form body of a Twilio webhook (default 64 KiB).
+    pub webhook_form_limit_bytes: usize,
     pub login_limits: LoginLimits,
     /// Key login limits by the last `X-Forwarded-For` entry instead of the peer address.
     /// Only for deployments behind a proxy that sets it (default false).
@@ -98,6 +106,7 @@ impl Default for HttpSettings {
         Self {
             json_limit_bytes: 64 * 1024,
             call_json_limit_bytes: 1024 * 1024,
+            webhook_form_limit_bytes: 64 * 1024,
             login_limits: LoginLimits::default(),
             trust_forwarded_for: false,
         }
@@ -145,12 +154,15 @@ impl Api {
             .app_data(self.state.clone())
             .app_data(self.limiter.clone())
             .app_data(json(self.settings.json_limit_bytes))
+            .app_data(extract::WebhookFormLimit(
+                self.settings.webhook_form_limit_bytes,
+            ))
             .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
             .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
             .configure(|cfg| routes::configure(cfg, call_json))
             .default_service(web::to(error::route_not_found))
             .wrap(ErrorHandlers::new().default_handler(error::json_fallback))
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<telemetry::ApiRootSpan>::new())
     }
 }
 

@@ -87,7 +87,11 @@ pub struct AddCallRequest {
 }
 
 /// Reads a text member where absent, `null`, `""` and blanks mean "not set".
-fn text(member: Field, path: &str, max: usize) -> Result<Option<BoundedText>, FieldError> {
+pub(super) fn text(
+    member: Field,
+    path: &str,
+    max: usize,
+) -> Result<Option<BoundedText>, FieldError> {
     match member.non_empty_text(path)? {
         None => Ok(None),
         Some(raw) => match BoundedText::parse(&raw, max) {

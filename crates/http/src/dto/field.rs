@@ -159,6 +159,12 @@ impl FieldError {
         }
     }
 
+    /// `path: reason`, for reasons that may start with a word that happens to equal the path
+    /// (`phone: phone number must be ...`).
+    pub fn at(path: &str, reason: impl fmt::Display) -> Self {
+        Self(format!("{path}: {reason}"))
+    }
+
     pub fn must_be(path: &str, what: &str) -> Self {
         Self(format!("{path} must be {what}"))
     }

@@ -2,13 +2,14 @@
 //!
 //! Requests are plain, unvalidated structs (members as [`field::Field`]) that convert with one
 //! `TryFrom` into a domain command (`NewClient`, `ClientPatch`, `ProfilePatch`, `NewCall`,
-//! `CallPatch`, list queries), naming the offending member on failure. Responses borrow
+//! `CallPatch`, `CallRequest`, `StatusEvent`, list queries), naming the offending member on failure. Responses borrow
 //! domain values and serialise them in the contract's camelCase shapes.
 
 pub mod auth;
 pub mod calls;
 pub mod clients;
 pub mod field;
+pub mod placement;
 pub mod queries;
 
 use serde::Serialize;

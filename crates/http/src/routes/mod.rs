@@ -7,17 +7,29 @@ mod auth;
 mod calls;
 mod clients;
 mod health;
+mod placement;
+mod twilio;
 
 use actix_web::middleware::from_fn;
 use actix_web::web::{self, ServiceConfig};
+use outcall_domain::webhooks::paths;
 
 use crate::extract::{admin_gate, client_gate};
 
-/// Registers every route of the accounts, auth and call-history API. `call_json` is the
-/// larger body limit of the call add/update resources (transcripts).
+/// Registers every route of the accounts, auth, call-history and call-placement API and the
+/// Twilio webhooks. `call_json` is the larger body limit of the call add/update resources
+/// (transcripts).
 pub fn configure(cfg: &mut ServiceConfig, call_json: web::JsonConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        // Signed by Twilio, not authenticated by token (see `SignedWebhook`). Twilio may be
+        // configured to fetch TwiML with GET.
+        .service(
+            web::resource(paths::TWILIO_TWIML)
+                .route(web::post().to(twilio::twiml))
+                .route(web::get().to(twilio::twiml)),
+        )
+        .service(web::resource(paths::TWILIO_STATUS).route(web::post().to(twilio::status)))
         .service(
             web::scope("/auth")
                 .service(web::resource("/admin/login").route(web::post().to(auth::admin_login)))
@@ -69,6 +81,14 @@ pub fn configure(cfg: &mut ServiceConfig, call_json: web::JsonConfig) {
                         .route(web::get().to(calls::get_for_admin))
                         .route(web::put().to(calls::update)),
                 )
+                .service(
+                    web::resource("/clients/{clientId}/make-call")
+                        .route(web::post().to(placement::make_for_client)),
+                )
+                .service(
+                    web::resource("/clients/{clientId}/calls/{callId}/hangup")
+                        .route(web::post().to(placement::hang_up_for_client)),
+                )
                 .service(web::resource("/dashboard").route(web::get().to(calls::dashboard)))
                 .service(web::resource("/activity").route(web::get().to(calls::activity))),
         )
@@ -82,6 +102,11 @@ pub fn configure(cfg: &mut ServiceConfig, call_json: web::JsonConfig) {
                 )
                 .service(web::resource("/calls").route(web::get().to(calls::list_own)))
                 .service(web::resource("/calls/{callId}").route(web::get().to(calls::get_own)))
+                .service(web::resource("/make-call").route(web::post().to(placement::make_own)))
+                .service(
+                    web::resource("/calls/{callId}/hangup")
+                        .route(web::post().to(placement::hang_up_own)),
+                )
                 .service(web::resource("/call-stats").route(web::get().to(calls::stats))),
         );
 }

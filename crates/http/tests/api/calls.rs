@@ -250,7 +250,7 @@ async fn invalid_call_data_is_400_naming_the_field() {
         ),
         (
             json!({"callData": {"phone": "+12125551234"}, "callDetails": {"nextActionDate": "next week"}}),
-            "callDetails.nextActionDate: must be an RFC 3339 date-time, e.g. 2025-03-20T12:00:00.000Z",
+            "callDetails.nextActionDate: must be an RFC 3339 date-time between 1970 and 9999, e.g. 2025-03-20T12:00:00.000Z",
         ),
     ];
     for (body, details) in cases {

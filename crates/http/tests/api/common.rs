@@ -1,6 +1,6 @@
 //! Building an `App` over mocks and calling it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -11,13 +11,14 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::test::{self, TestRequest};
 use chrono::Duration;
 use outcall_domain::ports::{
-    AdminRepository, IssuedToken, MockAdminRepository, MockCallRepository, MockClientRepository,
-    MockClock, MockHealthProbe, MockIdGenerator, MockSecretHasher, MockTokenService, Principal,
-    RepositoryError, TokenClaims, TokenError,
+    AdminRepository, CasOutcome, IssuedToken, MockAdminRepository, MockCallRepository,
+    MockClientRepository, MockClock, MockHealthProbe, MockIdGenerator, MockSecretHasher,
+    MockTelephony, MockTokenService, Principal, RepositoryError, TokenClaims, TokenError,
 };
-use outcall_domain::services::{Authentication, CallHistory, ClientAccounts};
+use outcall_domain::services::{Authentication, CallHistory, CallPlacement, ClientAccounts};
 use outcall_domain::test_support::{client_fixture, fixed_now};
-use outcall_domain::{AdminAccount, AdminUsername, Client, ClientId, SecretHash, Timestamp};
+use outcall_domain::webhooks::PublicUrls;
+use outcall_domain::{AdminAccount, AdminUsername, Call, Client, ClientId, SecretHash, Timestamp};
 use outcall_http::{ApiState, HttpSettings};
 use serde_json::Value;
 
@@ -26,6 +27,8 @@ pub const ADMIN_TOKEN: &str = "admin-token";
 pub const CLIENT_TOKEN: &str = "client-token";
 /// A well-signed admin token whose admin no longer exists.
 pub const GHOST_ADMIN_TOKEN: &str = "ghost-admin-token";
+/// The public base URL webhook signatures are computed over.
+pub const PUBLIC_URL: &str = "https://calls.example.com";
 
 pub struct Mocks {
     pub clients: MockClientRepository,
@@ -35,6 +38,7 @@ pub struct Mocks {
     pub tokens: MockTokenService,
     pub ids: MockIdGenerator,
     pub health: MockHealthProbe,
+    pub telephony: MockTelephony,
     /// Make admin lookups yield once before answering, as a real store would, so that
     /// authentication is still pending when synchronous extractors finish.
     pub slow_admin_lookups: bool,
@@ -111,6 +115,7 @@ impl Mocks {
             tokens: MockTokenService::new(),
             ids: MockIdGenerator::new(),
             health: MockHealthProbe::new(),
+            telephony: MockTelephony::new(),
             slow_admin_lookups: false,
         }
     }
@@ -163,6 +168,7 @@ impl Mocks {
         clock.expect_now().return_const(fixed_now());
         let clock: Arc<MockClock> = Arc::new(clock);
         let clients = Arc::new(self.clients);
+        let calls = Arc::new(self.calls);
         let hasher = Arc::new(self.hasher);
         let ids = Arc::new(self.ids);
         let admins: Arc<dyn AdminRepository> = if self.slow_admin_lookups {
@@ -184,7 +190,15 @@ impl Mocks {
                 Arc::new(self.tokens),
                 clock.clone(),
             ),
-            calls: CallHistory::new(Arc::new(self.calls), clients, clock, ids),
+            calls: CallHistory::new(calls.clone(), clients.clone(), clock.clone(), ids.clone()),
+            placement: CallPlacement::new(
+                clients,
+                calls,
+                Arc::new(self.telephony),
+                clock,
+                ids,
+                PublicUrls::new(PUBLIC_URL).expect("valid"),
+            ),
             health: Arc::new(self.health),
         }
     }
@@ -245,4 +259,48 @@ pub fn admin(req: TestRequest) -> TestRequest {
 
 pub fn client(req: TestRequest) -> TestRequest {
     req.insert_header((header::AUTHORIZATION, format!("Bearer {CLIENT_TOKEN}")))
+}
+
+/// Backs the call repository's `insert`, `find_by_id`, `find` and `update` with one stored
+/// call (compare-and-set on its version, as the real stores do). Returns the slot.
+pub fn store_calls(mocks: &mut Mocks, initial: Option<Call>) -> Arc<Mutex<Option<Call>>> {
+    let store = Arc::new(Mutex::new(initial));
+    let s = store.clone();
+    mocks.calls.expect_insert().returning(move |call| {
+        *s.lock().expect("lock") = Some(call.clone());
+        Ok(())
+    });
+    let s = store.clone();
+    mocks
+        .calls
+        .expect_find_by_id()
+        .returning(move |id| Ok(s.lock().expect("lock").clone().filter(|c| &c.id == id)));
+    let s = store.clone();
+    mocks.calls.expect_find().returning(move |client, id| {
+        Ok(s.lock()
+            .expect("lock")
+            .clone()
+            .filter(|c| &c.id == id && &c.client_id == client))
+    });
+    let s = store.clone();
+    mocks.calls.expect_update().returning(move |call| {
+        let mut slot = s.lock().expect("lock");
+        match slot.as_mut() {
+            Some(current) if current.id == call.id && current.version == call.version => {
+                *current = Call {
+                    version: call.version + 1,
+                    ..call.clone()
+                };
+                Ok(CasOutcome::Updated)
+            }
+            Some(current) if current.id == call.id => Ok(CasOutcome::Conflict),
+            _ => Ok(CasOutcome::Missing),
+        }
+    });
+    store
+}
+
+/// The stored call, which must exist.
+pub fn stored(store: &Arc<Mutex<Option<Call>>>) -> Call {
+    store.lock().expect("lock").clone().expect("a stored call")
 }

@@ -3,14 +3,16 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::test::{self, TestRequest};
-use outcall_domain::ports::RepositoryError;
+use outcall_domain::ports::{RepositoryError, TelephonyError};
+use outcall_domain::test_support::call_fixture;
+use outcall_domain::{CallId, CallStatus};
 use outcall_http::HttpSettings;
 use serde_json::json;
 use tracing_subscriber::fmt::format::FmtSpan;
 
-use crate::common::{Mocks, admin, client, send};
+use crate::common::{Mocks, admin, client, send, store_calls};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -99,6 +101,111 @@ async fn logs_carry_failure_causes_but_never_secrets_tokens_or_phone_numbers() {
         "admin-token",
         "+12125559876",
         "2125559876",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn webhook_logs_carry_neither_the_signature_nor_the_callers_phone_numbers() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut mocks = Mocks::signed_in(vec![]);
+    mocks
+        .ids
+        .expect_call_id()
+        .returning(|| CallId::parse("call_1").expect("valid"));
+    mocks
+        .ids
+        .expect_request_id()
+        .returning(|| "req_1".to_owned());
+    store_calls(
+        &mut mocks,
+        Some(call_fixture("c1", "call_1", CallStatus::Ringing)),
+    );
+    mocks
+        .telephony
+        .expect_verify_webhook()
+        .returning(|_, _, signature| signature != "forged-signature-value");
+    mocks
+        .telephony
+        .expect_stream_twiml()
+        .returning(|_| "<Response/>".to_owned());
+    mocks.telephony.expect_place_call().returning(|_| {
+        Err(TelephonyError::Rejected {
+            code: Some(21211),
+            message: "The 'To' number +12125550199 is not a valid phone number.".into(),
+            http_status: 400,
+        })
+    });
+    let app = test::init_service(outcall_http::app(mocks.state(), HttpSettings::default())).await;
+
+    let get_twiml = TestRequest::get()
+        .uri("/twilio/twiml?callId=call_1&From=%2B14155550111&To=%2B12125550199&Called=%2B12125550199&Caller=%2B14155550111")
+        .insert_header(("X-Twilio-Signature", "good-signature-value"))
+        .to_request();
+    assert_eq!(
+        test::call_service(&app, get_twiml).await.status(),
+        StatusCode::OK
+    );
+
+    let status = TestRequest::post()
+        .uri("/twilio/status?callId=call_1")
+        .insert_header((header::CONTENT_TYPE, "application/x-www-form-urlencoded"))
+        .insert_header(("X-Twilio-Signature", "good-signature-value"))
+        .set_payload(
+            "CallStatus=in-progress&From=%2B14155550111&To=%2B12125550199&CallDuration=bad",
+        )
+        .to_request();
+    assert_eq!(
+        test::call_service(&app, status).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    let forged = TestRequest::post()
+        .uri("/twilio/status?callId=call_1&Caller=%2B14155550111")
+        .insert_header(("X-Twilio-Signature", "forged-signature-value"))
+        .set_payload("CallStatus=completed")
+        .to_request();
+    assert_eq!(
+        test::call_service(&app, forged).await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let rejected = client(TestRequest::post().uri("/secure/make-call"))
+        .set_json(json!({"phone": "+12125550199"}))
+        .to_request();
+    assert_eq!(send(&app, rejected).await.status, StatusCode::BAD_REQUEST);
+
+    let logs = capture.text();
+    assert!(
+        logs.contains("call_id=call_1"),
+        "webhook spans name the call:\n{logs}"
+    );
+    assert!(
+        logs.contains("CallDuration"),
+        "the skipped parameter is named:\n{logs}"
+    );
+    assert!(
+        logs.contains("21211"),
+        "the provider's code is logged:\n{logs}"
+    );
+    for secret in [
+        "good-signature-value",
+        "forged-signature-value",
+        "4155550111",
+        "2125550199",
     ] {
         assert!(
             !logs.contains(secret),

@@ -9,3 +9,7 @@ mod common;
 mod errors;
 #[cfg(test)]
 mod logs;
+#[cfg(test)]
+mod placement;
+#[cfg(test)]
+mod webhooks;

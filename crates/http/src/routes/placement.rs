@@ -1,0 +1,58 @@
+//! Placing and ending calls: `make-call` and `hangup`, for a client itself and for an admin
+//! acting for a client.
+
+use actix_web::{HttpResponse, web};
+use outcall_domain::services::CallRequest;
+
+use crate::ApiState;
+use crate::dto::auth::SuccessMessage;
+use crate::dto::placement::{CallPlacedResponse, MakeCallRequest};
+use crate::error::ApiError;
+use crate::extract::{AdminPrincipal, Body, CallIdParam, ClientIdParam, ClientPrincipal};
+
+#[tracing::instrument(name = "make_call", skip_all, fields(client_id = %who.id(), call_id = tracing::field::Empty))]
+pub async fn make_own(
+    who: ClientPrincipal,
+    state: web::Data<ApiState>,
+    body: Body<MakeCallRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = CallRequest::try_from(body.0)?;
+    let placed = state.placement.place(who.id(), request).await?;
+    tracing::Span::current().record("call_id", tracing::field::display(&placed.call_id));
+    Ok(HttpResponse::Ok().json(CallPlacedResponse::new(&placed)))
+}
+
+#[tracing::instrument(name = "make_call_for_client", skip_all, fields(client_id = %id.0, call_id = tracing::field::Empty))]
+pub async fn make_for_client(
+    _admin: AdminPrincipal,
+    state: web::Data<ApiState>,
+    id: ClientIdParam,
+    body: Body<MakeCallRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = CallRequest::try_from(body.0)?;
+    let placed = state.placement.place(&id.0, request).await?;
+    tracing::Span::current().record("call_id", tracing::field::display(&placed.call_id));
+    Ok(HttpResponse::Ok().json(CallPlacedResponse::new(&placed)))
+}
+
+/// Another client's call is as missing as one that does not exist.
+#[tracing::instrument(name = "hang_up", skip_all, fields(client_id = %who.id(), call_id = %call.0))]
+pub async fn hang_up_own(
+    who: ClientPrincipal,
+    state: web::Data<ApiState>,
+    call: CallIdParam,
+) -> Result<HttpResponse, ApiError> {
+    state.placement.hang_up(who.id(), &call.0).await?;
+    Ok(HttpResponse::Ok().json(SuccessMessage::new("Call ended")))
+}
+
+#[tracing::instrument(name = "hang_up_for_client", skip_all, fields(client_id = %id.0, call_id = %call.0))]
+pub async fn hang_up_for_client(
+    _admin: AdminPrincipal,
+    state: web::Data<ApiState>,
+    id: ClientIdParam,
+    call: CallIdParam,
+) -> Result<HttpResponse, ApiError> {
+    state.placement.hang_up(&id.0, &call.0).await?;
+    Ok(HttpResponse::Ok().json(SuccessMessage::new("Call ended")))
+}
