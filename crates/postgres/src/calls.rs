@@ -14,10 +14,11 @@ use sqlx::query::Query;
 use sqlx::{Postgres, Row as _};
 
 use crate::PgStore;
+use crate::dynamic;
 use crate::error::{classify, corrupt};
-use crate::rows::{self, call_columns, duration_param, text_param};
+use crate::rows::{self, call_columns, duration_param, sip_response_code_param, text_param};
 
-/// Binds the mutable columns of `call`, from `call_sid` to `updated_at` (22 values), in the
+/// Binds the mutable columns of `call`, from `call_sid` to `updated_at` (25 values), in the
 /// order both `INSERT` and `UPDATE` below use.
 fn bind_mutable<'q>(
     query: Query<'q, Postgres, PgArguments>,
@@ -40,6 +41,9 @@ fn bind_mutable<'q>(
         .bind(text_param(data.error_message.as_ref()))
         .bind(data.conversation_id.as_ref().map(ConversationId::as_str))
         .bind(text_param(data.answered_by.as_ref()))
+        .bind(sip_response_code_param(data.sip_response_code)?)
+        .bind(text_param(data.first_message.as_ref()))
+        .bind(dynamic::to_json(&data.dynamic_variables)?)
         .bind(details.outcome.map(CallOutcome::as_str))
         .bind(text_param(details.summary.as_ref()))
         .bind(text_param(details.transcript.as_ref()))
@@ -137,11 +141,11 @@ impl CallRepository for PgStore {
         let query = sqlx::query(
             "INSERT INTO calls (call_id, client_id, created_at, version, call_sid, request_id, \
              phone, from_number, agent_id, start_time, end_time, duration, status, \
-             recording_url, error_code, error_message, conversation_id, answered_by, outcome, \
-             summary, transcript, sentiment, next_action, next_action_date, agent_notes, \
-             updated_at) \
+             recording_url, error_code, error_message, conversation_id, answered_by, \
+             sip_response_code, first_message, dynamic_variables, outcome, summary, \
+             transcript, sentiment, next_action, next_action_date, agent_notes, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)",
+             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)",
         )
         .bind(call.id.as_str())
         .bind(call.client_id.as_str())
@@ -228,17 +232,21 @@ impl CallRepository for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(client_id = %call.client_id, call_id = %call.id))]
     async fn update(&self, call: &Call) -> Result<CasOutcome, RepositoryError> {
-        let context = || format!("updating call {}", call.id);
+        let context = || format!("updating call {} of client {}", call.id, call.client_id);
+        // Scoped by owner as well as id (defence in depth for tenant isolation): a call of
+        // another client is `Missing`, exactly as if it did not exist.
         let query = sqlx::query(
-            "UPDATE calls SET call_sid = $3, request_id = $4, phone = $5, from_number = $6, \
-             agent_id = $7, start_time = $8, end_time = $9, duration = $10, status = $11, \
-             recording_url = $12, error_code = $13, error_message = $14, \
-             conversation_id = $15, answered_by = $16, outcome = $17, summary = $18, \
-             transcript = $19, sentiment = $20, next_action = $21, next_action_date = $22, \
-             agent_notes = $23, updated_at = $24, version = version + 1 \
-             WHERE call_id = $1 AND version = $2",
+            "UPDATE calls SET call_sid = $4, request_id = $5, phone = $6, from_number = $7, \
+             agent_id = $8, start_time = $9, end_time = $10, duration = $11, status = $12, \
+             recording_url = $13, error_code = $14, error_message = $15, \
+             conversation_id = $16, answered_by = $17, sip_response_code = $18, \
+             first_message = $19, dynamic_variables = $20, outcome = $21, summary = $22, \
+             transcript = $23, sentiment = $24, next_action = $25, next_action_date = $26, \
+             agent_notes = $27, updated_at = $28, version = version + 1 \
+             WHERE call_id = $1 AND client_id = $2 AND version = $3",
         )
         .bind(call.id.as_str())
+        .bind(call.client_id.as_str())
         .bind(call.version);
         let result = bind_mutable(query, call)
             .map_err(|e| corrupt(e, context()))?
@@ -248,11 +256,14 @@ impl CallRepository for PgStore {
         if result.rows_affected() > 0 {
             return Ok(CasOutcome::Updated);
         }
-        let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM calls WHERE call_id = $1) AS present")
-            .bind(call.id.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| classify(e, context()))?;
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM calls WHERE call_id = $1 AND client_id = $2) AS present",
+        )
+        .bind(call.id.as_str())
+        .bind(call.client_id.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| classify(e, context()))?;
         let present: bool = rows::get(&row, "present").map_err(|e| corrupt(e, context()))?;
         Ok(if present {
             CasOutcome::Conflict

@@ -10,6 +10,7 @@
 mod admins;
 mod calls;
 mod clients;
+mod dynamic;
 mod error;
 mod rows;
 

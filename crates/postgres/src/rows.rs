@@ -11,6 +11,8 @@ use outcall_domain::{
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
+use crate::dynamic;
+
 /// The columns [`client`] reads, in `SELECT` order.
 macro_rules! client_columns {
     () => {
@@ -25,8 +27,9 @@ macro_rules! call_columns {
     () => {
         "call_id, client_id, call_sid, request_id, phone, from_number, agent_id, start_time, \
          end_time, duration, status, recording_url, error_code, error_message, \
-         conversation_id, answered_by, outcome, summary, transcript, sentiment, next_action, \
-         next_action_date, agent_notes, created_at, updated_at, version"
+         conversation_id, answered_by, sip_response_code, first_message, dynamic_variables, \
+         outcome, summary, transcript, sentiment, next_action, next_action_date, agent_notes, \
+         created_at, updated_at, version"
     };
 }
 pub(crate) use call_columns;
@@ -87,6 +90,25 @@ pub(crate) fn duration_param(duration: Option<u32>) -> anyhow::Result<Option<i32
         .context("call duration exceeds the storable range (2^31 - 1 seconds)")
 }
 
+/// `INTEGER` SIP response code back to the domain's `u16`.
+fn sip_response_code(row: &PgRow, column: &str) -> anyhow::Result<Option<u16>> {
+    let raw: Option<i32> = get(row, column)?;
+    raw.map(u16::try_from)
+        .transpose()
+        .with_context(|| format!("column {column} holds a value outside u16"))
+}
+
+/// The domain's SIP response code as an `INTEGER`, refusing what the column's CHECK would
+/// (with a clearer message than a constraint violation).
+pub(crate) fn sip_response_code_param(code: Option<u16>) -> anyhow::Result<Option<i32>> {
+    match code {
+        Some(code) if !(100..=699).contains(&code) => {
+            anyhow::bail!("SIP response code {code} is outside 100..=699")
+        }
+        code => Ok(code.map(i32::from)),
+    }
+}
+
 pub(crate) fn client(row: &PgRow) -> anyhow::Result<Client> {
     Ok(Client {
         id: parsed(row, "client_id", ClientId::parse)?,
@@ -126,6 +148,11 @@ pub(crate) fn call(row: &PgRow) -> anyhow::Result<Call> {
     data.error_message = parsed_opt(row, "error_message", text(limits::ERROR_MESSAGE))?;
     data.conversation_id = parsed_opt(row, "conversation_id", ConversationId::parse)?;
     data.answered_by = parsed_opt(row, "answered_by", text(limits::ANSWERED_BY))?;
+    data.sip_response_code = sip_response_code(row, "sip_response_code")?;
+    data.first_message = parsed_opt(row, "first_message", text(limits::FIRST_MESSAGE))?;
+    let dynamic_variables: String = get(row, "dynamic_variables")?;
+    data.dynamic_variables = dynamic::from_json(&dynamic_variables)
+        .context("column dynamic_variables holds an invalid value")?;
     let details = CallDetails {
         outcome: parsed_opt(row, "outcome", CallOutcome::parse)?,
         summary: parsed_opt(row, "summary", text(limits::SUMMARY))?,

@@ -13,7 +13,8 @@ use outcall_domain::ports::{
 };
 use outcall_domain::queries::CallListQuery;
 use outcall_domain::{
-    BoundedText, CallOutcome, CallStatus, ClientId, ClientPatch, Email, MetaPatch, Sentiment,
+    BoundedText, CallOutcome, CallStatus, ClientId, ClientPatch, DynamicValue, DynamicVariables,
+    Email, MetaPatch, Sentiment,
 };
 use outcall_postgres::PgStore;
 use rand::rngs::StdRng;
@@ -434,4 +435,207 @@ async fn a_duration_beyond_the_column_range_is_an_unexpected_error_not_a_wrapped
         "{result:?}"
     );
     assert_eq!(store.find_by_id(&huge.id).await.expect("find"), None);
+}
+
+/// The `xmin` (writing transaction) of a client's tally row: it changes whenever the row is
+/// rewritten, even to the same values.
+async fn tally_row_version(store: &PgStore, client: &str) -> String {
+    sqlx::query("SELECT xmin::TEXT AS v FROM call_tallies WHERE client_id = $1")
+        .bind(client)
+        .fetch_one(store.pool())
+        .await
+        .expect("reading the tally row")
+        .get("v")
+}
+
+#[tokio::test]
+async fn writing_only_the_request_fields_leaves_the_tally_row_untouched() {
+    let store = fresh_store().await;
+    ClientRepository::insert(&store, &client("c1", "c1@example.com"), &hash())
+        .await
+        .expect("inserting");
+    let mut stored = call("c1", "k1", CallStatus::Busy, 0);
+    stored.data.duration = Some(3);
+    stored.data.sip_response_code = Some(486);
+    stored.data.first_message = Some(BoundedText::parse("Hello!", 100).expect("text"));
+    CallRepository::insert(&store, &stored)
+        .await
+        .expect("inserting call");
+    assert_tallies_exact(&store, "after inserting a call with request fields").await;
+    let before = tally_row_version(&store, "c1").await;
+
+    let mut changed = stored.clone();
+    changed.data.sip_response_code = Some(603);
+    changed.data.first_message = None;
+    changed.data.dynamic_variables = DynamicVariables::new([(
+        "first_name".to_owned(),
+        DynamicValue::Text("Zoë".to_owned()),
+    )])
+    .expect("valid variables");
+    assert_eq!(
+        CallRepository::update(&store, &changed)
+            .await
+            .expect("updating"),
+        CasOutcome::Updated
+    );
+    changed.version += 1;
+    assert_eq!(
+        store.find_by_id(&changed.id).await.expect("find"),
+        Some(changed.clone())
+    );
+    assert_eq!(tally_row_version(&store, "c1").await, before);
+
+    // A tallied column still moves the tallies.
+    let mut done = changed.clone();
+    done.data.duration = Some(4);
+    assert_eq!(
+        CallRepository::update(&store, &done)
+            .await
+            .expect("updating"),
+        CasOutcome::Updated
+    );
+    assert_ne!(tally_row_version(&store, "c1").await, before);
+    assert_tallies_exact(&store, "after updating a tallied column").await;
+}
+
+#[tokio::test]
+async fn the_schema_guards_the_request_fields_and_corrupt_ones_are_unexpected_errors() {
+    let store = fresh_store().await;
+    ClientRepository::insert(&store, &client("c1", "c1@example.com"), &hash())
+        .await
+        .expect("inserting");
+    let stored = call("c1", "k1", CallStatus::Queued, 0);
+    CallRepository::insert(&store, &stored)
+        .await
+        .expect("inserting call");
+
+    for code in [99, 700, -1] {
+        let err = sqlx::query("UPDATE calls SET sip_response_code = $1")
+            .bind(code)
+            .execute(store.pool())
+            .await
+            .expect_err("the schema refuses a SIP response code outside 100..=699");
+        assert!(
+            err.to_string().contains("calls_sip_response_code_check"),
+            "{err}"
+        );
+    }
+    sqlx::query("UPDATE calls SET dynamic_variables = NULL")
+        .execute(store.pool())
+        .await
+        .expect_err("the schema refuses missing dynamic variables");
+
+    let long_first_message = "x".repeat(outcall_domain::call::limits::FIRST_MESSAGE + 1);
+    let corruptions: [(&'static str, &str, &str); 5] = [
+        (
+            "UPDATE calls SET dynamic_variables = $1",
+            "not json",
+            "dynamic_variables",
+        ),
+        (
+            "UPDATE calls SET dynamic_variables = $1",
+            "[]",
+            "dynamic_variables",
+        ),
+        (
+            "UPDATE calls SET dynamic_variables = $1",
+            r#"{"a":null}"#,
+            "dynamic_variables",
+        ),
+        (
+            "UPDATE calls SET dynamic_variables = $1",
+            r#"{"Bad":1}"#,
+            "dynamic_variables",
+        ),
+        (
+            "UPDATE calls SET first_message = $1",
+            &long_first_message,
+            "first_message",
+        ),
+    ];
+    for (corrupt, value, named) in corruptions {
+        sqlx::query("UPDATE calls SET dynamic_variables = '{}', first_message = NULL")
+            .execute(store.pool())
+            .await
+            .expect("repairing");
+        sqlx::query(corrupt)
+            .bind(value)
+            .execute(store.pool())
+            .await
+            .expect("corrupting");
+        match store.find_by_id(&stored.id).await {
+            Err(RepositoryError::Unexpected(e)) => {
+                let chain = format!("{e:#}");
+                assert!(
+                    chain.contains(&format!("column {named}")),
+                    "{value}: {chain}"
+                );
+            }
+            other => panic!("{value}: expected Unexpected, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_stored_before_the_request_fields_existed_reads_back_with_them_unset() {
+    let url = fresh_database_url().await;
+    let old = tempfile_dir();
+    for name in ["0001_initial_schema.sql", "0002_call_tallies.sql"] {
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../migrations")
+                .join(name),
+            old.join(name),
+        )
+        .expect("copying an old migration");
+    }
+    let first = PgStore::connect(&url, 2).await.expect("connecting");
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .expect("reading the old migrations")
+        .run(first.pool())
+        .await
+        .expect("applying the old migrations");
+    std::fs::remove_dir_all(&old).expect("removing the old migrations");
+    // The adapter of that time wrote through the same columns minus the new ones.
+    sqlx::query(
+        "INSERT INTO clients (client_id, status, agent_id, twilio_phone_number, full_name, \
+         email, email_normalized, phone, business_name, search_text, secret_hash, \
+         created_at, updated_at) \
+         VALUES ('old', 'Active', 'agent_1', '+18005550100', 'Owner of old', \
+         'old@example.com', 'old@example.com', '+12125551234', 'Acme', 'x', 'phc', $1, $1)",
+    )
+    .bind(at(0))
+    .execute(first.pool())
+    .await
+    .expect("an old client");
+    sqlx::query(
+        "INSERT INTO calls (call_id, client_id, phone, start_time, status, created_at, \
+         updated_at, version) VALUES ('k1', 'old', '+12125550000', $1, 'completed', $1, $1, 0)",
+    )
+    .bind(at(10))
+    .execute(first.pool())
+    .await
+    .expect("an old call");
+
+    first
+        .migrate()
+        .await
+        .expect("migrating an existing database");
+    let expected = call("old", "k1", CallStatus::Completed, 10);
+    assert_eq!(
+        first.find_by_id(&expected.id).await.expect("find"),
+        Some(expected.clone())
+    );
+    assert_tallies_exact(&first, "after migrating").await;
+}
+
+/// A fresh, empty directory under the system temporary directory.
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "outcall-old-migrations-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir(&dir).expect("creating a temporary directory");
+    dir
 }

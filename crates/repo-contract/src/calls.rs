@@ -1,9 +1,9 @@
 //! The `CallRepository` contract: records, lookups, compare-and-set and listing.
 
-use outcall_domain::call::{Call, CallDetails, CallOutcome, Sentiment};
+use outcall_domain::call::{Call, CallDetails, CallOutcome, Sentiment, limits};
 use outcall_domain::ports::{CasOutcome, RepositoryError, UniqueField};
 use outcall_domain::queries::CallListQuery;
-use outcall_domain::{CallStatus, ClientId};
+use outcall_domain::{CallStatus, ClientId, DynamicValue, DynamicVariables};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -13,6 +13,33 @@ use crate::fixtures::{
     agent, at_ms, call, call_id, client, client_id, conversation, insert_call, insert_client,
     newest_call_first, phone, sid, text,
 };
+
+fn dynamic(entries: &[(&str, DynamicValue)]) -> DynamicVariables {
+    DynamicVariables::new(entries.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
+        .expect("valid dynamic variables")
+}
+
+/// Dynamic variables of all four kinds: unicode and escape-worthy text, an empty text, a
+/// text of the maximum length, integers beyond `i32` and a float that looks whole.
+fn every_kind_of_dynamic_variable() -> DynamicVariables {
+    dynamic(&[
+        (
+            "first_name",
+            DynamicValue::Text("Zoë «O'Brien» \"Z\" 👋\n\\ 100%".into()),
+        ),
+        ("empty", DynamicValue::Text(String::new())),
+        (
+            "longest",
+            DynamicValue::Text("ü".repeat(DynamicVariables::MAX_VALUE_LEN)),
+        ),
+        ("order_count", DynamicValue::Integer(3_000_000_000)),
+        ("debt", DynamicValue::Integer(-4_000_000_000)),
+        ("balance", DynamicValue::Number(1234.5)),
+        ("whole", DynamicValue::Number(2.0)),
+        ("vip", DynamicValue::Bool(true)),
+        ("opted_out", DynamicValue::Bool(false)),
+    ])
+}
 
 /// A call with every optional field set (multi-line, non-ASCII and long texts included).
 fn full_call(owner: &ClientId, id: &str, sid_seed: u64) -> Call {
@@ -33,6 +60,12 @@ fn full_call(owner: &ClientId, id: &str, sid_seed: u64) -> Call {
     data.error_message = Some(text("Connection error: \"gateway\" 100% down \\ retry"));
     data.conversation_id = Some(conversation(&format!("conv_{id}")));
     data.answered_by = Some(text("human"));
+    data.sip_response_code = Some(487);
+    // Exactly the longest first message, in multi-byte characters.
+    let opening = "Hallo {{first_name}}! 👋 Ça va?\n";
+    let padding = limits::FIRST_MESSAGE - opening.chars().count();
+    data.first_message = Some(text(&format!("{opening}{}", "é".repeat(padding))));
+    data.dynamic_variables = every_kind_of_dynamic_variable();
     c.details = CallDetails {
         outcome: Some(CallOutcome::NotInterested),
         summary: Some(text("Caller said: « non, merci » — maybe later.")),
@@ -65,6 +98,22 @@ pub async fn a_call_reads_back_exactly_with_every_optional_field_set_or_unset(re
     let mut full = full_call(&owner.id, "full1", 11);
     full.version = 3;
     let bare = call(&owner.id, "bare1", at_ms(5), CallStatus::Initiated);
+    assert_eq!(full.data.dynamic_variables.len(), 9);
+    assert_eq!(
+        full.data
+            .first_message
+            .as_ref()
+            .map(|m| m.as_str().chars().count()),
+        Some(limits::FIRST_MESSAGE)
+    );
+    assert_eq!(
+        (
+            bare.data.sip_response_code,
+            &bare.data.first_message,
+            bare.data.dynamic_variables.is_empty()
+        ),
+        (None, &None, true)
+    );
     insert_call(&repos, &full).await;
     insert_call(&repos, &bare).await;
 
@@ -227,9 +276,10 @@ pub async fn inserting_a_call_with_a_taken_id_or_sid_is_a_duplicate(repos: Repos
     );
 }
 
-/// `update` writes every mutable field (setting and clearing optional ones) when the stored
-/// version matches, incrementing it; a stale version is `Conflict` and writes nothing; an
-/// unknown call is `Missing`; taking another call's SID is `Duplicate(CallSid)`.
+/// `update` writes every mutable field (setting and clearing optional ones, the SIP response
+/// code, first message and dynamic variables included) when the stored version matches,
+/// incrementing it; a stale version is `Conflict` and writes nothing; an unknown call is
+/// `Missing`; taking another call's SID is `Duplicate(CallSid)`.
 pub async fn updating_a_call_is_a_compare_and_set_on_its_version(repos: Repos) {
     let owner = client("casowner");
     insert_client(&repos, &owner).await;
@@ -257,6 +307,25 @@ pub async fn updating_a_call_is_a_compare_and_set_on_its_version(repos: Repos) {
         Some(filled.clone())
     );
 
+    // Only the request fields change: each is written.
+    let mut retold = filled.clone();
+    retold.data.sip_response_code = Some(603);
+    retold.data.first_message = Some(text("Second try: ¿sí?"));
+    retold.data.dynamic_variables = dynamic(&[
+        ("first_name", DynamicValue::Text("Łukasz".into())),
+        ("order_count", DynamicValue::Integer(3_000_000_001)),
+    ]);
+    assert_eq!(
+        repos.calls.update(&retold).await.expect("update"),
+        CasOutcome::Updated
+    );
+    retold.version += 1;
+    assert_eq!(
+        repos.calls.find_by_id(&retold.id).await.expect("find"),
+        Some(retold.clone())
+    );
+    let filled = retold;
+
     // A writer still holding version 0 loses and changes nothing.
     let mut stale = bare.clone();
     stale.apply_status(CallStatus::Ringing, at_ms(10));
@@ -281,7 +350,7 @@ pub async fn updating_a_call_is_a_compare_and_set_on_its_version(repos: Repos) {
         CasOutcome::Updated
     );
     cleared.version += 1;
-    assert_eq!(cleared.version, 2);
+    assert_eq!(cleared.version, 3);
     assert_eq!(
         repos.calls.find_by_id(&cleared.id).await.expect("find"),
         Some(cleared.clone())
@@ -310,6 +379,114 @@ pub async fn updating_a_call_is_a_compare_and_set_on_its_version(repos: Repos) {
         CasOutcome::Missing
     );
     assert_eq!(repos.calls.find_by_id(&ghost.id).await.expect("find"), None);
+}
+
+/// `update` is scoped to the call's owner: a call presented under another client's id is
+/// `Missing` (at any version) and nothing is written.
+pub async fn updating_a_call_under_another_clients_id_is_missing_and_writes_nothing(repos: Repos) {
+    let owner = client("realowner");
+    let intruder = client("intruder");
+    insert_client(&repos, &owner).await;
+    insert_client(&repos, &intruder).await;
+    let stored = call(&owner.id, "owned1", at_ms(0), CallStatus::Ringing);
+    insert_call(&repos, &stored).await;
+
+    let mut hijack = full_call(&intruder.id, "owned1", 5);
+    hijack.created_at = stored.created_at;
+    for version in [stored.version, stored.version + 1] {
+        hijack.version = version;
+        assert_eq!(
+            repos.calls.update(&hijack).await.expect("update"),
+            CasOutcome::Missing,
+            "version {version}"
+        );
+    }
+    assert_eq!(
+        repos.calls.find_by_id(&stored.id).await.expect("find"),
+        Some(stored.clone())
+    );
+    assert_eq!(repos.calls.find_by_sid(&sid(5)).await.expect("find"), None);
+
+    // The owner's own update of the same call still succeeds.
+    let mut mine = stored.clone();
+    mine.apply_status(CallStatus::InProgress, at_ms(1));
+    assert_eq!(
+        repos.calls.update(&mine).await.expect("update"),
+        CasOutcome::Updated
+    );
+}
+
+/// A stored `Number(0.1)` and `Integer(9007199254740993)` (2^53 + 1, not representable as a
+/// double) read back exactly, and a whole-looking float or a small integer keep their kind.
+pub async fn dynamic_variables_keep_exact_numbers_and_their_kind(repos: Repos) {
+    let owner = client("numbers");
+    insert_client(&repos, &owner).await;
+    let mut c = call(&owner.id, "num1", at_ms(0), CallStatus::Queued);
+    c.data.dynamic_variables = dynamic(&[
+        ("tenth", DynamicValue::Number(0.1)),
+        ("big", DynamicValue::Integer(9_007_199_254_740_993)),
+        ("one_float", DynamicValue::Number(1.0)),
+        ("one_int", DynamicValue::Integer(1)),
+        ("third", DynamicValue::Number(1.0 / 3.0)),
+        ("min", DynamicValue::Integer(i64::MIN)),
+        ("max", DynamicValue::Integer(i64::MAX)),
+    ]);
+    insert_call(&repos, &c).await;
+
+    let back = repos
+        .calls
+        .find(&owner.id, &c.id)
+        .await
+        .expect("find")
+        .expect("stored");
+    let vars = &back.data.dynamic_variables;
+    match vars.get("tenth") {
+        Some(DynamicValue::Number(n)) => assert_eq!(n.to_bits(), 0.1f64.to_bits(), "{n:e}"),
+        other => panic!("tenth came back as {other:?}"),
+    }
+    assert_eq!(
+        vars.get("big"),
+        Some(&DynamicValue::Integer(9_007_199_254_740_993))
+    );
+    assert_eq!(vars.get("one_float"), Some(&DynamicValue::Number(1.0)));
+    assert_eq!(vars.get("one_int"), Some(&DynamicValue::Integer(1)));
+    assert_eq!(back, c);
+}
+
+/// A SIP response code outside 100..=699 is refused (`Unexpected`) on insert and on update,
+/// storing nothing; the bounds themselves are stored.
+pub async fn a_sip_response_code_outside_100_to_699_is_refused_and_nothing_is_stored(repos: Repos) {
+    let owner = client("sipper");
+    insert_client(&repos, &owner).await;
+    for code in [0, 99, 700, u16::MAX] {
+        let mut bad = call(&owner.id, &format!("sip{code}"), at_ms(0), CallStatus::Busy);
+        bad.data.sip_response_code = Some(code);
+        let err = repos.calls.insert(&bad).await.expect_err("out of range");
+        assert!(
+            matches!(err, RepositoryError::Unexpected(_)),
+            "{code}: {err:?}"
+        );
+        assert_eq!(repos.calls.find_by_id(&bad.id).await.expect("find"), None);
+    }
+
+    let mut low = call(&owner.id, "siplow", at_ms(0), CallStatus::Busy);
+    low.data.sip_response_code = Some(100);
+    insert_call(&repos, &low).await;
+    let mut high = low.clone();
+    high.data.sip_response_code = Some(699);
+    assert_eq!(
+        repos.calls.update(&high).await.expect("update"),
+        CasOutcome::Updated
+    );
+    high.version += 1;
+    let mut bad = high.clone();
+    bad.data.sip_response_code = Some(700);
+    let err = repos.calls.update(&bad).await.expect_err("out of range");
+    assert!(matches!(err, RepositoryError::Unexpected(_)), "{err:?}");
+    assert_eq!(
+        repos.calls.find_by_id(&high.id).await.expect("find"),
+        Some(high)
+    );
 }
 
 /// Seeds `owner` with calls whose start times include ties, in shuffled insertion order.

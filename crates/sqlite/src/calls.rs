@@ -17,6 +17,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row, Sqlite};
 
 use crate::SqliteStore;
+use crate::dynamic;
 use crate::rows::{
     corrupt, count, db_error, get, millis, opt_millis, parse, parse_opt, sql_offset, text,
     text_opt, timestamp, timestamp_opt,
@@ -27,8 +28,9 @@ macro_rules! call_columns {
     () => {
         "call_id, client_id, call_sid, request_id, phone, from_number, agent_id, start_time, \
          end_time, duration, status, recording_url, error_code, error_message, \
-         conversation_id, answered_by, outcome, summary, transcript, sentiment, next_action, \
-         next_action_date, agent_notes, created_at, updated_at, version"
+         conversation_id, answered_by, sip_response_code, first_message, dynamic_variables, \
+         outcome, summary, transcript, sentiment, next_action, next_action_date, agent_notes, \
+         created_at, updated_at, version"
     };
 }
 
@@ -42,12 +44,24 @@ type Query = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
 
 /// Binds, in order, every field `update` may change: call_sid, request_id, phone,
 /// from_number, agent_id, start_time, end_time, duration, status, recording_url, error_code,
-/// error_message, conversation_id, answered_by, outcome, summary, transcript, sentiment,
-/// next_action, next_action_date, agent_notes, updated_at.
-fn bind_mutable(query: Query, call: &Call) -> Query {
+/// error_message, conversation_id, answered_by, sip_response_code, first_message,
+/// dynamic_variables, outcome, summary, transcript, sentiment, next_action, next_action_date,
+/// agent_notes, updated_at.
+///
+/// # Errors
+/// When a value cannot be stored: a SIP response code outside 100..=699 (the column's CHECK,
+/// with a clearer message) or dynamic variables that do not encode.
+fn bind_mutable(query: Query, call: &Call) -> anyhow::Result<Query> {
     let data = &call.data;
     let details = &call.details;
-    query
+    let sip_response_code = match data.sip_response_code {
+        Some(code) if !(100..=699).contains(&code) => {
+            anyhow::bail!("SIP response code {code} is outside 100..=699")
+        }
+        code => code.map(i64::from),
+    };
+    let dynamic_variables = dynamic::to_json(&data.dynamic_variables)?;
+    Ok(query
         .bind(data.call_sid.as_ref().map(CallSid::as_str))
         .bind(opt_text(&data.request_id))
         .bind(data.phone.as_str())
@@ -62,6 +76,9 @@ fn bind_mutable(query: Query, call: &Call) -> Query {
         .bind(opt_text(&data.error_message))
         .bind(data.conversation_id.as_ref().map(ConversationId::as_str))
         .bind(opt_text(&data.answered_by))
+        .bind(sip_response_code)
+        .bind(opt_text(&data.first_message))
+        .bind(dynamic_variables)
         .bind(details.outcome.map(CallOutcome::as_str))
         .bind(opt_text(&details.summary))
         .bind(opt_text(&details.transcript))
@@ -69,7 +86,7 @@ fn bind_mutable(query: Query, call: &Call) -> Query {
         .bind(opt_text(&details.next_action))
         .bind(opt_millis(details.next_action_date))
         .bind(opt_text(&details.agent_notes))
-        .bind(millis(call.updated_at))
+        .bind(millis(call.updated_at)))
 }
 
 fn opt_text(text: &Option<BoundedText>) -> Option<&str> {
@@ -101,6 +118,14 @@ fn read_call(row: &SqliteRow) -> anyhow::Result<Call> {
     data.error_message = text_opt(row, "error_message", limits::ERROR_MESSAGE)?;
     data.conversation_id = parse_opt(row, "conversation_id", ConversationId::parse)?;
     data.answered_by = text_opt(row, "answered_by", limits::ANSWERED_BY)?;
+    data.sip_response_code = get::<Option<i64>>(row, "sip_response_code")?
+        .map(u16::try_from)
+        .transpose()
+        .context("column sip_response_code is out of range")?;
+    data.first_message = text_opt(row, "first_message", limits::FIRST_MESSAGE)?;
+    let dynamic_variables: String = get(row, "dynamic_variables")?;
+    data.dynamic_variables = dynamic::from_json(&dynamic_variables)
+        .context("column dynamic_variables holds an invalid value")?;
     let details = CallDetails {
         outcome: parse_opt(row, "outcome", CallOutcome::parse)?,
         summary: text_opt(row, "summary", limits::SUMMARY)?,
@@ -156,12 +181,15 @@ impl CallRepository for SqliteStore {
         let insert = sqlx::query(
             "INSERT INTO calls (call_sid, request_id, phone, from_number, agent_id, start_time, \
              end_time, duration, status, recording_url, error_code, error_message, \
-             conversation_id, answered_by, outcome, summary, transcript, sentiment, \
-             next_action, next_action_date, agent_notes, updated_at, \
-             call_id, client_id, created_at, version) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             conversation_id, answered_by, sip_response_code, first_message, dynamic_variables, \
+             outcome, summary, transcript, sentiment, next_action, next_action_date, \
+             agent_notes, updated_at, call_id, client_id, created_at, version) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+             ?, ?, ?, ?)",
         );
         bind_mutable(insert, call)
+            .with_context(|| format!("inserting call {}", call.id))
+            .map_err(corrupt)?
             .bind(call.id.as_str())
             .bind(call.client_id.as_str())
             .bind(millis(call.created_at))
@@ -224,12 +252,15 @@ impl CallRepository for SqliteStore {
             "UPDATE calls SET call_sid = ?, request_id = ?, phone = ?, from_number = ?, \
              agent_id = ?, start_time = ?, end_time = ?, duration = ?, status = ?, \
              recording_url = ?, error_code = ?, error_message = ?, conversation_id = ?, \
-             answered_by = ?, outcome = ?, summary = ?, transcript = ?, sentiment = ?, \
+             answered_by = ?, sip_response_code = ?, first_message = ?, \
+             dynamic_variables = ?, outcome = ?, summary = ?, transcript = ?, sentiment = ?, \
              next_action = ?, next_action_date = ?, agent_notes = ?, updated_at = ?, \
              version = version + 1 \
              WHERE call_id = ? AND client_id = ? AND version = ?",
         );
         let done = bind_mutable(update, call)
+            .with_context(|| format!("updating call {}", call.id))
+            .map_err(corrupt)?
             .bind(call.id.as_str())
             .bind(call.client_id.as_str())
             .bind(call.version)

@@ -22,6 +22,7 @@ use sqlx::sqlite::{
 mod admins;
 mod calls;
 mod clients;
+mod dynamic;
 mod rows;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

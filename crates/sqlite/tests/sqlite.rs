@@ -219,3 +219,143 @@ async fn an_invalid_url_is_an_error_not_a_panic() {
         .expect_err("invalid");
     assert!(format!("{err:#}").contains("URL"), "{err:#}");
 }
+
+/// Applies only the initial migration to the database at `url`, as a deployment from before
+/// the request fields existed would have.
+async fn migrate_to_initial_schema(url: &str) -> sqlx::SqlitePool {
+    let old = tempfile::tempdir().expect("tempdir");
+    let initial = "20250320000000_initial.sql";
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(initial),
+        old.path().join(initial),
+    )
+    .expect("copying the initial migration");
+    let raw = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+        .await
+        .expect("raw connection");
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .expect("reading the initial migration")
+        .run(&raw)
+        .await
+        .expect("applying the initial migration");
+    raw
+}
+
+#[tokio::test]
+async fn a_call_stored_before_the_request_fields_existed_reads_back_with_them_unset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = url(&dir.path().join("outcall.db"));
+    let raw = migrate_to_initial_schema(&url).await;
+    sqlx::query(
+        "INSERT INTO clients (client_id, status, agent_id, twilio_phone_number, full_name, \
+         email, email_normalized, phone, search_text, secret_hash, created_at, updated_at) \
+         VALUES ('old', 'Active', 'agent_1', '+18005550100', 'Old Timer', 'old@example.com', \
+         'old@example.com', '+12125550101', 'old timer', 'phc', 0, 0)",
+    )
+    .execute(&raw)
+    .await
+    .expect("old client");
+    sqlx::query(
+        "INSERT INTO calls (call_id, client_id, phone, start_time, status, created_at, \
+         updated_at, version) \
+         VALUES ('old-call', 'old', '+12125550199', ?, 'completed', ?, ?, 4)",
+    )
+    .bind(at(10).timestamp_millis())
+    .bind(at(10).timestamp_millis())
+    .bind(at(11).timestamp_millis())
+    .execute(&raw)
+    .await
+    .expect("old call");
+    raw.close().await;
+
+    let store = SqliteStore::connect(&url).await.expect("connect");
+    store
+        .migrate()
+        .await
+        .expect("migrating an existing database");
+    let owner = ClientId::parse("old").expect("valid");
+    let expected = call(&owner, "old-call");
+    assert_eq!(
+        store.find_by_id(&expected.id).await.expect("find"),
+        Some(expected.clone())
+    );
+    let mut updated = expected.clone();
+    updated.data.sip_response_code = Some(200);
+    assert_eq!(
+        CallRepository::update(&store, &updated)
+            .await
+            .expect("update"),
+        outcall_domain::ports::CasOutcome::Updated
+    );
+}
+
+#[tokio::test]
+async fn corrupt_request_fields_are_unexpected_errors_naming_the_column_not_panics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = url(&dir.path().join("outcall.db"));
+    let store = SqliteStore::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let owner = client("damaged");
+    ClientRepository::insert(&store, &owner, &SecretHash::from_phc("x".into()))
+        .await
+        .expect("insert");
+    let record = call(&owner.id, "call-dv");
+    CallRepository::insert(&store, &record)
+        .await
+        .expect("insert call");
+    let raw = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("raw connection");
+
+    for code in [99, 700, -1] {
+        sqlx::query("UPDATE calls SET sip_response_code = ?")
+            .bind(code)
+            .execute(&raw)
+            .await
+            .expect_err("the schema refuses a SIP response code outside 100..=699");
+    }
+    sqlx::query("UPDATE calls SET dynamic_variables = NULL")
+        .execute(&raw)
+        .await
+        .expect_err("the schema refuses missing dynamic variables");
+
+    let long_first_message = "x".repeat(outcall_domain::call::limits::FIRST_MESSAGE + 1);
+    let corruptions: [(&str, &str, &str); 5] = [
+        ("dynamic_variables", "not json", "dynamic_variables"),
+        ("dynamic_variables", "[]", "dynamic_variables"),
+        ("dynamic_variables", r#"{"a":null}"#, "dynamic_variables"),
+        ("dynamic_variables", r#"{"Bad":1}"#, "dynamic_variables"),
+        ("first_message", &long_first_message, "first_message"),
+    ];
+    for (column, value, named) in corruptions {
+        sqlx::query("UPDATE calls SET dynamic_variables = '{}', first_message = NULL")
+            .execute(&raw)
+            .await
+            .expect("repair");
+        let set = match column {
+            "dynamic_variables" => "UPDATE calls SET dynamic_variables = ?",
+            _ => "UPDATE calls SET first_message = ?",
+        };
+        sqlx::query(set)
+            .bind(value)
+            .execute(&raw)
+            .await
+            .expect("corrupt");
+        let err = store
+            .find_by_id(&record.id)
+            .await
+            .expect_err("corrupt call");
+        let RepositoryError::Unexpected(cause) = err else {
+            panic!("expected Unexpected, got {err:?}");
+        };
+        let chain = format!("{cause:#}");
+        assert!(
+            chain.contains("call-dv") && chain.contains(named),
+            "{value}: {chain}"
+        );
+    }
+    raw.close().await;
+}
