@@ -97,6 +97,11 @@ pub struct TwilioSettings {
     pub account_sid: String,
     pub auth_token: SecretString,
     pub api_base: String,
+    pub request_timeout_secs: u64,
+    pub ring_timeout_secs: u32,
+    pub time_limit_secs: u32,
+    pub machine_detection: String,
+    pub record: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +114,8 @@ pub struct ElevenLabsSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SandboxSettings {
     pub enabled: Option<bool>,
+    pub ring_ms: u64,
+    pub talk_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -351,6 +358,28 @@ impl Settings {
                 "must be 'AC' followed by 32 hex digits",
             ));
         }
+        if !(1..=120).contains(&self.twilio.request_timeout_secs) {
+            return Err(SettingsError::new(
+                "twilio.request_timeout_secs",
+                "must be between 1 and 120",
+            ));
+        }
+        let ring = self.twilio.ring_timeout_secs;
+        if ring != 0 && !(5..=600).contains(&ring) {
+            return Err(SettingsError::new(
+                "twilio.ring_timeout_secs",
+                "must be 0 (Twilio's default) or 5 to 600",
+            ));
+        }
+        if !matches!(
+            self.twilio.machine_detection.as_str(),
+            "" | "Enable" | "DetectMessageEnd"
+        ) {
+            return Err(SettingsError::new(
+                "twilio.machine_detection",
+                "must be empty, \"Enable\" or \"DetectMessageEnd\"",
+            ));
+        }
         if self.sandbox_enabled() {
             return Ok(());
         }
@@ -578,6 +607,20 @@ mod tests {
         };
         let shown = target.redacted();
         assert!(!shown.contains("pw") && !shown.contains("pw2"), "{shown}");
+    }
+
+    #[test]
+    fn twilio_call_options_are_checked_by_name() {
+        let err = load(&[("OUTCALL__TWILIO__MACHINE_DETECTION", "yes")]).expect_err("bad value");
+        assert_eq!(err.key, "OUTCALL__TWILIO__MACHINE_DETECTION");
+        let err = load(&[("OUTCALL__TWILIO__RING_TIMEOUT_SECS", "3")]).expect_err("too short");
+        assert_eq!(err.key, "OUTCALL__TWILIO__RING_TIMEOUT_SECS");
+        let ok = load(&[
+            ("OUTCALL__TWILIO__MACHINE_DETECTION", "Enable"),
+            ("OUTCALL__TWILIO__RECORD", "true"),
+        ])
+        .expect("valid");
+        assert!(ok.twilio.record);
     }
 
     #[test]

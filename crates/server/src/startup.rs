@@ -10,10 +10,12 @@ use actix_web::HttpServer;
 use anyhow::Context;
 use outcall_auth::{Argon2Hasher, JwtSettings, JwtTokens, RandomIds};
 use outcall_domain::ports::{Clock, IdGenerator, SecretHasher, TokenService};
-use outcall_domain::services::{Authentication, CallHistory, ClientAccounts};
+use outcall_domain::services::{Authentication, CallHistory, CallPlacement, ClientAccounts};
+use outcall_domain::webhooks::PublicUrls;
 use outcall_http::{Api, ApiState, HttpSettings, LoginLimits};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::providers::{self, Providers};
 use crate::settings::{DatabaseTarget, Settings};
 use crate::store::{self, Repositories};
 use crate::system::SystemClock;
@@ -25,6 +27,8 @@ pub struct Services {
     pub auth: Authentication,
     pub calls: CallHistory,
     pub repositories: Repositories,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGenerator>,
 }
 
 impl Services {
@@ -62,8 +66,15 @@ impl Services {
                 tokens,
                 clock.clone(),
             ),
-            calls: CallHistory::new(r.calls.clone(), r.clients.clone(), clock, ids),
+            calls: CallHistory::new(
+                r.calls.clone(),
+                r.clients.clone(),
+                clock.clone(),
+                ids.clone(),
+            ),
             repositories,
+            clock,
+            ids,
         })
     }
 }
@@ -72,17 +83,18 @@ impl Services {
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
+    /// Sandbox emulators live as long as the server.
+    providers: Providers,
 }
 
 impl Application {
     /// Builds everything and binds `server.host:server.port` (port 0 picks a free port).
     ///
     /// # Errors
-    /// When the database, the admin account or the listening socket cannot be set up.
+    /// When the database, the admin account, a provider or the listening socket cannot be set
+    /// up.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let services = Services::build(&settings, settings.database.migrate_on_start).await?;
-        ensure_configured_admin(&settings, &services).await?;
-
+        // Bind first: with port 0 the public URL (callbacks, stream URL) depends on the port.
         let address = (settings.server.host.as_str(), settings.server.port);
         let listener = TcpListener::bind(address).with_context(|| {
             format!("binding {}:{}", settings.server.host, settings.server.port)
@@ -91,11 +103,28 @@ impl Application {
             .local_addr()
             .context("reading the bound address")?
             .port();
+        let public_url = settings.public_url(port);
+
+        let services = Services::build(&settings, settings.database.migrate_on_start).await?;
+        ensure_configured_admin(&settings, &services).await?;
+        let providers = providers::build(&settings).await?;
+        let urls = PublicUrls::new(&public_url)
+            .map_err(|e| anyhow::anyhow!("OUTCALL__SERVER__PUBLIC_URL: {e}"))?;
+        let r = &services.repositories;
+        let placement = CallPlacement::new(
+            r.clients.clone(),
+            r.calls.clone(),
+            providers.telephony.clone(),
+            services.clock.clone(),
+            services.ids.clone(),
+            urls,
+        );
 
         let state = ApiState {
             accounts: services.accounts.clone(),
             auth: services.auth.clone(),
             calls: services.calls.clone(),
+            placement,
             health: services.repositories.health.clone(),
         };
         let http = HttpSettings {
@@ -106,6 +135,7 @@ impl Application {
                 per_address_per_minute: settings.http.login_per_address_per_minute,
             },
             trust_forwarded_for: settings.http.trust_forwarded_for,
+            webhook_form_limit_bytes: settings.http.json_limit_bytes,
         };
         let api = Api::new(state, http);
         let server = HttpServer::new(move || api.app())
@@ -117,19 +147,23 @@ impl Application {
         let local = format!("{}:{}", settings.server.host, port);
         tracing::info!(
             address = %local,
-            public_url = %settings.public_url(port),
+            public_url = %public_url,
             database = %settings.database().redacted(),
             sandbox = settings.sandbox_enabled(),
             "outcall listening on http://{local}"
         );
         if settings.sandbox_enabled() {
             tracing::warn!(
-                "SANDBOX MODE: no real calls are placed. Set OUTCALL__TWILIO__ACCOUNT_SID, \
-                 OUTCALL__TWILIO__AUTH_TOKEN, OUTCALL__ELEVENLABS__API_KEY, \
+                "SANDBOX MODE: calls go to a built-in Twilio emulator, no real phone rings. Set \
+                 OUTCALL__TWILIO__ACCOUNT_SID, OUTCALL__TWILIO__AUTH_TOKEN, OUTCALL__ELEVENLABS__API_KEY, \
                  OUTCALL__ELEVENLABS__WEBHOOK_SECRET and OUTCALL__SERVER__PUBLIC_URL to use real providers"
             );
         }
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            providers,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -141,7 +175,11 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await.context("serving HTTP")
+        let served = self.server.await.context("serving HTTP");
+        if let Some(emulator) = self.providers.twilio_emulator {
+            emulator.shutdown().await;
+        }
+        served
     }
 }
 

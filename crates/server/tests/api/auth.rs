@@ -210,16 +210,33 @@ async fn a_suspended_clients_old_token_fails_and_stays_dead_after_reactivation()
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     let (secret, token) = app.client_with_token(&admin, "client_sus").await;
-    app.put("/admin/clients/client_sus", &admin, json!({"status": "Suspended"})).await;
-    assert_eq!(app.get("/secure/client", &token).await.status, StatusCode::UNAUTHORIZED);
-    app.put("/admin/clients/client_sus", &admin, json!({"status": "Active"})).await;
+    app.put(
+        "/admin/clients/client_sus",
+        &admin,
+        json!({"status": "Suspended"}),
+    )
+    .await;
+    assert_eq!(
+        app.get("/secure/client", &token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    app.put(
+        "/admin/clients/client_sus",
+        &admin,
+        json!({"status": "Active"}),
+    )
+    .await;
     assert_eq!(
         app.get("/secure/client", &token).await.status,
         StatusCode::UNAUTHORIZED,
         "a token from before the suspension is not revived"
     );
     let fresh = app.client_login("client_sus", &secret).await;
-    assert_eq!(fresh.status, StatusCode::OK, "the reactivated client can log in again");
+    assert_eq!(
+        fresh.status,
+        StatusCode::OK,
+        "the reactivated client can log in again"
+    );
 }
 
 #[tokio::test]
@@ -227,14 +244,31 @@ async fn a_deleted_clients_token_never_works_for_a_new_client_with_the_same_id()
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     let (_, old_token) = app.client_with_token(&admin, "client_reused").await;
-    assert_eq!(app.delete("/admin/clients/client_reused", &admin).await.status, StatusCode::OK);
-    assert_eq!(app.get("/secure/client", &old_token).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.delete("/admin/clients/client_reused", &admin)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/secure/client", &old_token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Another tenant gets the same id.
-    app.create_client(&admin, "client_reused", "new.tenant@example.com").await;
+    app.create_client(&admin, "client_reused", "new.tenant@example.com")
+        .await;
     let response = app.get("/secure/client", &old_token).await;
-    assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{}", response.body);
-    assert_eq!(app.get("/secure/calls", &old_token).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        response.body
+    );
+    assert_eq!(
+        app.get("/secure/calls", &old_token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]

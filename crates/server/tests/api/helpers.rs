@@ -4,15 +4,19 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use config::Environment;
 use outcall::{Application, Settings};
+use outcall_sandbox::{CallOutcomeScript, MediaScript, TwilioEmulator, TwilioEmulatorConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub const ADMIN_USERNAME: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 pub const JWT_SECRET: &str = "test-signing-key-0123456789abcdef0123456789";
+pub const TWILIO_ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub const TWILIO_AUTH_TOKEN: &str = "test-twilio-auth-token";
 
 /// Everything every test process logged, so tests can check that nothing secret was logged.
 pub fn captured_logs() -> String {
@@ -69,6 +73,50 @@ impl TestApp {
         Self::spawn_with(&[]).await
     }
 
+    /// Starts the app against a Twilio emulator owned by the test (real-provider mode, so the
+    /// production Twilio adapter is used), answering calls after `ring` and ending them after
+    /// `talk` unless `scripts` say otherwise for a destination number.
+    pub async fn spawn_with_twilio(
+        scripts: HashMap<String, CallOutcomeScript>,
+        ring: Duration,
+        talk: Duration,
+    ) -> (Self, TwilioEmulator) {
+        let emulator = TwilioEmulator::start(TwilioEmulatorConfig {
+            account_sid: TWILIO_ACCOUNT_SID.to_owned(),
+            auth_token: TWILIO_AUTH_TOKEN.to_owned(),
+            ring_time: ring,
+            talk_time: talk,
+            media: MediaScript::Silence,
+            default_outcome: CallOutcomeScript::Answered,
+            scripts,
+        })
+        .await
+        .expect("emulator starts");
+        // Real-provider mode needs the public URL up front, so pick the port ourselves.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+            .to_string();
+        let public_url = format!("http://127.0.0.1:{port}");
+        let api_base = emulator.base_url();
+        let app = Self::spawn_with(&[
+            ("OUTCALL__SANDBOX__ENABLED", "false"),
+            ("OUTCALL__SERVER__PORT", port.as_str()),
+            ("OUTCALL__SERVER__PUBLIC_URL", public_url.as_str()),
+            ("OUTCALL__TWILIO__ACCOUNT_SID", TWILIO_ACCOUNT_SID),
+            ("OUTCALL__TWILIO__AUTH_TOKEN", TWILIO_AUTH_TOKEN),
+            ("OUTCALL__TWILIO__API_BASE", api_base.as_str()),
+            ("OUTCALL__ELEVENLABS__API_KEY", "test-elevenlabs-key"),
+            (
+                "OUTCALL__ELEVENLABS__WEBHOOK_SECRET",
+                "test-elevenlabs-webhook-secret",
+            ),
+        ])
+        .await;
+        (app, emulator)
+    }
+
     /// Starts the app with the test defaults overridden by `overrides` (env-style names).
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
         init_log_capture();
@@ -87,6 +135,8 @@ impl TestApp {
             ("OUTCALL__ADMIN__PASSWORD", ADMIN_PASSWORD),
             ("OUTCALL__HTTP__LOGIN_PER_ACCOUNT_PER_MINUTE", "1000"),
             ("OUTCALL__HTTP__LOGIN_PER_ADDRESS_PER_MINUTE", "1000"),
+            ("OUTCALL__SANDBOX__RING_MS", "100"),
+            ("OUTCALL__SANDBOX__TALK_MS", "300"),
         ]
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -219,4 +269,27 @@ pub fn client_body(client_id: &str, email: &str) -> Value {
         "twilioPhoneNumber": "+18001234567",
         "status": "Active"
     })
+}
+
+/// Polls a client's call until it reaches `status` (or fails the test after `within`).
+pub async fn wait_for_call_status(
+    app: &TestApp,
+    token: &str,
+    call_id: &str,
+    status: &str,
+    within: Duration,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let call = app.get(&format!("/secure/calls/{call_id}"), token).await;
+        if call.body["callData"]["status"] == status {
+            return call.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "call {call_id} did not reach {status} within {within:?}; last seen {}",
+            call.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -10,3 +10,4 @@ mod calls;
 mod clients;
 mod helpers;
 mod logs;
+mod twilio;
