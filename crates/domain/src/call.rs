@@ -113,6 +113,8 @@ pub mod limits {
     pub const FIRST_MESSAGE: usize = 1000;
     /// The longest call duration accepted, in seconds (a week; Twilio caps calls at 24 h).
     pub const MAX_DURATION_SECS: u32 = 7 * 24 * 3600;
+    pub const END_REASON: usize = 500;
+    pub const CALL_SUCCESSFUL: usize = 32;
 }
 
 /// Error code recorded when outcall itself could not learn whether the provider accepted a
@@ -144,6 +146,9 @@ pub struct CallData {
     pub first_message: Option<BoundedText>,
     /// Per-call values handed to the voice agent.
     pub dynamic_variables: DynamicVariables,
+    /// Why the call ended, when outcall knows more than the status says (the agent hung up,
+    /// the agent's audio format was unusable, the stream dropped, ...).
+    pub end_reason: Option<BoundedText>,
 }
 
 impl CallData {
@@ -169,6 +174,7 @@ impl CallData {
             sip_response_code: None,
             first_message: None,
             dynamic_variables: DynamicVariables::default(),
+            end_reason: None,
         }
     }
 
@@ -187,6 +193,13 @@ pub struct CallDetails {
     pub next_action: Option<BoundedText>,
     pub next_action_date: Option<Timestamp>,
     pub agent_notes: Option<BoundedText>,
+    /// The agent provider's verdict: `success`, `failure` or `unknown`.
+    pub call_successful: Option<BoundedText>,
+    /// The agent provider's measure of the conversation, in seconds.
+    pub agent_duration_secs: Option<u32>,
+    /// When the post-call report that filled these details was emitted; an older report
+    /// never overwrites a newer one.
+    pub analysis_at: Option<Timestamp>,
 }
 
 /// One call in a client's history.
@@ -305,6 +318,59 @@ impl Call {
         changed
     }
 
+    /// Fills the details from a post-call report unless a report at least as recent was
+    /// applied already (redelivery, or a late older report). Returns whether it applied.
+    pub fn apply_report(
+        &mut self,
+        report: &crate::analysis::PostCallReport,
+        mapped: &crate::analysis::MappedDetails,
+        at: Timestamp,
+    ) -> bool {
+        if self
+            .details
+            .analysis_at
+            .is_some_and(|seen| seen >= report.event_at)
+        {
+            return false;
+        }
+        let text = |value: &str, max: usize| BoundedText::parse(&truncate(value, max), max).ok();
+        let d = &mut self.details;
+        d.analysis_at = Some(report.event_at);
+        if let Some(summary) = &report.summary {
+            d.summary = text(summary, limits::SUMMARY);
+        }
+        let transcript = crate::analysis::render_transcript(&report.transcript);
+        if !transcript.is_empty() {
+            d.transcript = text(&transcript, limits::TRANSCRIPT);
+        }
+        if mapped.outcome.is_some() {
+            d.outcome = mapped.outcome;
+        }
+        if mapped.sentiment.is_some() {
+            d.sentiment = mapped.sentiment;
+        }
+        if let Some(action) = &mapped.next_action {
+            d.next_action = text(action, limits::NEXT_ACTION);
+        }
+        if mapped.next_action_date.is_some() {
+            d.next_action_date = mapped.next_action_date;
+        }
+        if let Some(notes) = &mapped.agent_notes {
+            d.agent_notes = text(notes, limits::AGENT_NOTES);
+        }
+        if let Some(verdict) = &report.call_successful {
+            d.call_successful = text(verdict, limits::CALL_SUCCESSFUL);
+        }
+        if report.duration_secs.is_some() {
+            d.agent_duration_secs = report.duration_secs;
+        }
+        if self.data.conversation_id.is_none() {
+            self.data.conversation_id = Some(report.conversation_id.clone());
+        }
+        self.updated_at = at;
+        true
+    }
+
     /// Applies an explicit change (an admin's edit). A status that would move the call
     /// backwards is refused as a whole, so nothing is half-applied.
     ///
@@ -344,6 +410,11 @@ impl Call {
         self.updated_at = at;
         Ok(())
     }
+}
+
+/// The first `max` characters of `value` (provider texts are cut, not refused).
+fn truncate(value: &str, max: usize) -> String {
+    value.chars().take(max).collect()
 }
 
 /// Sets `field` to `value` when a value is given and differs; reports whether it changed.

@@ -6,6 +6,7 @@
 //! the `outcall` binary wires them together.
 
 pub mod admin;
+pub mod analysis;
 pub mod call;
 pub mod call_status;
 pub mod client;

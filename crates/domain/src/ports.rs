@@ -252,6 +252,18 @@ pub trait CallRepository: Send + Sync {
     /// `Unexpected` on storage failure.
     async fn dashboard(&self, recent_since: Timestamp) -> Result<CallDashboard, RepositoryError>;
 
+    /// Ended calls that were bridged to a conversation (conversation id set, terminal status)
+    /// but have no post-call report yet, whose end time is before `ended_before`; oldest
+    /// first, at most `limit`. Feeds the fallback that fetches missed reports.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn calls_awaiting_report(
+        &self,
+        ended_before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Call>, RepositoryError>;
+
     /// Calls started at or after `since`, newest first, at most `limit`, with their client's
     /// name and business name.
     ///
@@ -456,19 +468,110 @@ pub trait Telephony: Send + Sync {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VoiceAgentError {
+    /// The provider refused the request (unknown agent, bad key, ...): `reason` is safe to log.
     #[error("voice agent provider refused the request: {0}")]
     Rejected(String),
+    /// The conversation socket closed or failed.
+    #[error("voice agent connection closed: {0}")]
+    Closed(String),
     #[error(transparent)]
     Unavailable(#[from] anyhow::Error),
+}
+
+/// One live conversation with the agent: JSON text messages both ways (the provider's
+/// conversation protocol is spoken by the media bridge; this is only the transport).
+#[async_trait]
+pub trait AgentConnection: Send {
+    /// Sends one text message.
+    ///
+    /// # Errors
+    /// `Closed` when the socket is gone.
+    async fn send(&mut self, text: String) -> Result<(), VoiceAgentError>;
+
+    /// The next text message; `None` once the provider closed the conversation normally.
+    ///
+    /// # Errors
+    /// `Closed` when the socket failed.
+    async fn recv(&mut self) -> Option<Result<String, VoiceAgentError>>;
+
+    /// Closes the conversation normally (WebSocket code 1000). Idempotent.
+    async fn close(&mut self);
 }
 
 /// The conversational AI provider (ElevenLabs).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait VoiceAgent: Send + Sync {
-    /// A short-lived URL on which a conversation with `agent` can be opened.
+    /// Opens a conversation with `agent` (fetching a signed URL first).
     ///
     /// # Errors
-    /// `Rejected` when the provider refuses (unknown agent, bad key); `Unavailable` otherwise.
-    async fn signed_url(&self, agent: &AgentId) -> Result<String, VoiceAgentError>;
+    /// `Rejected` when the provider refuses (unknown agent, bad key); `Unavailable` on
+    /// timeouts and transport failures.
+    async fn connect(&self, agent: &AgentId) -> Result<Box<dyn AgentConnection>, VoiceAgentError>;
+
+    /// The provider's post-call report of a conversation, `None` while it is not analysed yet
+    /// or unknown to the provider.
+    ///
+    /// # Errors
+    /// `Rejected` (bad key), `Unavailable` otherwise.
+    async fn fetch_report(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<crate::analysis::PostCallReport>, VoiceAgentError>;
+}
+
+/// Why a provider webhook was refused before its content was looked at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookRejection {
+    #[error("missing signature header")]
+    MissingSignature,
+    #[error("signature header is malformed")]
+    MalformedSignature,
+    #[error("signature timestamp is outside the tolerance")]
+    Stale,
+    #[error("signature does not match the body")]
+    Mismatch,
+}
+
+/// Checks one webhook body against its signature as the bytes stream in, so that large
+/// bodies never have to be held in memory to be verified.
+pub trait BodyVerifier: Send {
+    fn update(&mut self, chunk: &[u8]);
+    /// # Errors
+    /// `Mismatch` when the body does not carry the signature.
+    fn finish(self: Box<Self>) -> Result<(), WebhookRejection>;
+}
+
+/// A webhook event from the voice-agent provider, parsed from a verified body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentWebhookEvent {
+    PostCall(crate::analysis::PostCallReport),
+    InitiationFailure(crate::analysis::InitiationFailure),
+    /// Audio of the whole call: accepted and not stored.
+    Audio,
+    /// An event type outcall does not use (the name, for the log).
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("webhook body is not a valid event: {0}")]
+pub struct WebhookParseError(pub String);
+
+/// The voice-agent provider's signed webhooks (ElevenLabs post-call webhook).
+pub trait AgentWebhooks: Send + Sync {
+    /// Starts verifying a body signed with `signature_header`, received at `now`.
+    ///
+    /// # Errors
+    /// `MissingSignature`, `MalformedSignature` or `Stale`, before any body byte is read.
+    fn verifier(
+        &self,
+        signature_header: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Box<dyn BodyVerifier>, WebhookRejection>;
+
+    /// Parses a verified body.
+    ///
+    /// # Errors
+    /// [`WebhookParseError`] when the body is not an event of the provider's shape.
+    fn parse(&self, body: &[u8]) -> Result<AgentWebhookEvent, WebhookParseError>;
 }

@@ -61,3 +61,51 @@ pub fn call_fixture(client: &str, call: &str, status: CallStatus) -> Call {
         version: 0,
     }
 }
+
+/// A call repository over one stored call, with real compare-and-set semantics: every lookup
+/// finds the stored call, `update` succeeds only against the stored version.
+pub fn stored_calls(
+    store: std::sync::Arc<std::sync::Mutex<Option<Call>>>,
+) -> crate::ports::MockCallRepository {
+    use crate::ports::CasOutcome;
+    let read = |store: &std::sync::Arc<std::sync::Mutex<Option<Call>>>| {
+        store.lock().map(|slot| slot.clone()).unwrap_or(None)
+    };
+    let mut calls = crate::ports::MockCallRepository::new();
+    let s = store.clone();
+    calls.expect_insert().returning(move |call| {
+        if let Ok(mut slot) = s.lock() {
+            *slot = Some(call.clone());
+        }
+        Ok(())
+    });
+    let s = store.clone();
+    calls.expect_find_by_id().returning(move |_| Ok(read(&s)));
+    let s = store.clone();
+    calls.expect_find().returning(move |_, _| Ok(read(&s)));
+    let s = store.clone();
+    calls
+        .expect_find_by_conversation()
+        .returning(move |id| Ok(read(&s).filter(|c| c.data.conversation_id.as_ref() == Some(id))));
+    let s = store.clone();
+    calls
+        .expect_find_by_sid()
+        .returning(move |sid| Ok(read(&s).filter(|c| c.data.call_sid.as_ref() == Some(sid))));
+    calls.expect_update().returning(move |call| {
+        let Ok(mut slot) = store.lock() else {
+            return Ok(CasOutcome::Conflict);
+        };
+        match slot.as_mut() {
+            Some(current) if current.version == call.version => {
+                *current = Call {
+                    version: call.version + 1,
+                    ..call.clone()
+                };
+                Ok(CasOutcome::Updated)
+            }
+            Some(_) => Ok(CasOutcome::Conflict),
+            None => Ok(CasOutcome::Missing),
+        }
+    });
+    calls
+}

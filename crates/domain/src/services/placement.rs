@@ -303,41 +303,8 @@ mod tests {
         MockCallRepository, MockClientRepository, MockClock, MockIdGenerator, MockTelephony,
         PlacedCall,
     };
-    use crate::test_support::{call_fixture, client_fixture, fixed_now};
+    use crate::test_support::{call_fixture, client_fixture, fixed_now, stored_calls};
     use crate::values::ClientStatus;
-
-    /// A call repository over one stored call, with real compare-and-set semantics.
-    fn stored_calls(store: Arc<Mutex<Option<Call>>>) -> MockCallRepository {
-        let mut calls = MockCallRepository::new();
-        let s = store.clone();
-        calls.expect_insert().returning(move |call| {
-            *s.lock().expect("lock") = Some(call.clone());
-            Ok(())
-        });
-        let s = store.clone();
-        calls
-            .expect_find_by_id()
-            .returning(move |_| Ok(s.lock().expect("lock").clone()));
-        let s = store.clone();
-        calls
-            .expect_find()
-            .returning(move |_, _| Ok(s.lock().expect("lock").clone()));
-        calls.expect_update().returning(move |call| {
-            let mut slot = store.lock().expect("lock");
-            match slot.as_mut() {
-                Some(current) if current.version == call.version => {
-                    *current = Call {
-                        version: call.version + 1,
-                        ..call.clone()
-                    };
-                    Ok(CasOutcome::Updated)
-                }
-                Some(_) => Ok(CasOutcome::Conflict),
-                None => Ok(CasOutcome::Missing),
-            }
-        });
-        calls
-    }
 
     fn service(
         status: ClientStatus,

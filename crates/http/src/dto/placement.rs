@@ -183,8 +183,16 @@ impl TryFrom<StatusCallbackForm<'_>> for StatusEvent {
             recording_url: form.extra("RecordingUrl", |raw| {
                 BoundedText::parse(raw, limits::RECORDING_URL)
             }),
-            sip_response_code: form.extra("SipResponseCode", |raw| raw.parse::<u16>()),
+            sip_response_code: form.extra("SipResponseCode", sip_response_code),
         })
+    }
+}
+
+/// A SIP response code: three digits, 100 to 699 (storage refuses anything else).
+fn sip_response_code(raw: &str) -> Result<u16, String> {
+    match raw.parse::<u16>() {
+        Ok(code) if (100..=699).contains(&code) => Ok(code),
+        _ => Err("must be a SIP response code from 100 to 699".to_owned()),
     }
 }
 
@@ -327,7 +335,7 @@ mod tests {
             ("CallStatus", "busy"),
             ("CallSid", "not-a-sid"),
             ("CallDuration", "-3"),
-            ("SipResponseCode", "99999"),
+            ("SipResponseCode", "700"),
             ("AnsweredBy", &"m".repeat(limits::ANSWERED_BY + 1)),
         ]);
         let event = StatusEvent::try_from(StatusCallbackForm(&sloppy)).expect("still valid");
