@@ -4,10 +4,12 @@ mod accounts;
 mod analysis;
 mod auth;
 mod calls;
+mod live;
 mod placement;
 
 pub use accounts::{AccountError, ClientAccounts};
 pub use analysis::{AnalysisError, PostCallAnalysis, ReportOutcome};
 pub use auth::{AuthError, Authenticated, Authentication, UnauthorizedReason};
 pub use calls::{CallError, CallHistory, Dashboard};
+pub use live::{LiveCalls, StreamContext, StreamRefusal};
 pub use placement::{CallPlacement, CallRequest, PlacedCallIds, PlacementError};
