@@ -473,6 +473,48 @@ async fn only_the_requested_events_are_sent_and_none_requested_means_only_the_te
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_callbacks_and_twiml_carry_the_parameters_in_the_signed_query() {
+    let emulator = TwilioEmulator::start(config(ms(30), ms(100)))
+        .await
+        .unwrap();
+    let fake = FakeOutcall::start(FakeOptions::default()).await;
+    let rest = Rest::new(&emulator);
+    let sid = rest
+        .create(
+            &fake,
+            TO,
+            &[
+                ("StatusCallbackMethod", "GET".to_owned()),
+                ("Method", "GET".to_owned()),
+            ],
+        )
+        .await;
+    emulator
+        .wait_for_status(&sid, EmulatedCallStatus::Completed, WAIT)
+        .await
+        .unwrap();
+    let callbacks = fake.callbacks_for(&sid);
+    assert_eq!(
+        statuses(&callbacks),
+        ["initiated", "ringing", "in-progress", "completed"]
+    );
+    let twiml = fake.twiml_requests_for(&sid);
+    assert_eq!(twiml.len(), 1);
+    for request in callbacks.iter().chain(&twiml) {
+        assert_eq!(request.method, "GET");
+        assert!(request.params.is_empty());
+        // The configured query comes first, Twilio's parameters after it.
+        if request.path == "/status" {
+            assert_eq!(request.query[0], ("call_id".to_owned(), "abc".to_owned()));
+        }
+        assert_eq!(request.param("AccountSid"), Some(ACCOUNT_SID));
+        assert!(request.signature_is_valid(), "{request:?}");
+    }
+    emulator.shutdown().await;
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_status_completed_ends_an_answered_call_early_with_the_duration_so_far() {
     let emulator = TwilioEmulator::start(config(ms(30), ms(8000)))
         .await

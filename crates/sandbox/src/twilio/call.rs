@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-use super::state::{PendingCallback, Shared, base_params, send_signed};
+use super::state::{PendingCallback, Shared, after, base_params, send_signed};
 use super::twiml::{self, StreamSpec};
 use super::{CallOutcomeScript, EmulatedCallStatus, TwimlFetchRecord, stream};
 
@@ -90,7 +90,7 @@ async fn timeline(shared: &Shared, sid: &str, plan: &CallPlan, hangup: &Notify) 
     if !shared.transition(sid, next) || next != EmulatedCallStatus::InProgress {
         return;
     }
-    let deadline = Instant::now() + plan.talk;
+    let deadline = after(Instant::now(), plan.talk);
     answered(shared, sid, plan, hangup, deadline).await;
     shared.transition(sid, EmulatedCallStatus::Completed);
 }

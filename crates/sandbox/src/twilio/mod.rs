@@ -1,5 +1,49 @@
 //! Twilio emulator: the Calls REST API, call progress with signed status callbacks, the TwiML
 //! fetch, and the Media Streams WebSocket client side, all per `protocols.md` sections 1–5.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::time::Duration;
+//! use outcall_sandbox::{EmulatedCallStatus, TwilioEmulator, TwilioEmulatorConfig};
+//!
+//! let twilio = TwilioEmulator::start(TwilioEmulatorConfig::default()).await?;
+//! // point the adapter's API base at twilio.base_url(), place a call, then:
+//! # let sid = String::new();
+//! let call = twilio
+//!     .wait_for_status(&sid, EmulatedCallStatus::Completed, Duration::from_secs(10))
+//!     .await?;
+//! assert!(call.callbacks.iter().all(|c| c.http_status.is_some_and(|s| s < 300)));
+//! twilio.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # How a call plays
+//! * Create answers 201 `queued`; a task then fires `initiated`, `ringing`, and after the ring
+//!   time (or `Timeout`, if shorter: then `no-answer`) the scripted outcome: `busy` (486),
+//!   `no-answer` (487), or `in-progress`. `Failed` goes `initiated` -> `failed` (404).
+//! * Answered: the `Url` is requested (signed, `Method` honoured, 64 KiB max) or inline `Twiml`
+//!   used. `<Connect><Stream>` opens the WebSocket; TwiML without a stream keeps the call up for
+//!   its talk time; `<Hangup/>`, unusable TwiML or a failed fetch end it at once (Twilio's
+//!   "application error").
+//! * The call completes after the talk time (`TimeLimit` if shorter), on REST
+//!   `Status=completed`, or when the server closes the stream. `CallDuration` is whole seconds
+//!   from answer, rounded up; `Duration` is minutes, rounded up.
+//! * Status callbacks go only for requested `StatusCallbackEvent`s (none requested: only the
+//!   terminal one), in firing order, one at a time, `SequenceNumber` counting the callbacks
+//!   sent from 0. They do not hold up the call's timeline; failures are recorded, not retried.
+//!   Signatures cover the URL exactly as configured (port and query kept; `#fragment` and
+//!   `user:pass@` dropped, the latter sent as Basic auth).
+//! * Media: `connected`, `start` (sequence 1), then one 160-byte μ-law `media` frame every
+//!   20 ms. The interval uses `MissedTickBehavior::Burst`: the callee's audio is produced in
+//!   real time, so frames missed while the task was late go out at once and `timestamp` keeps
+//!   matching wall-clock time since the stream started, as from a real phone leg.
+//! * Server `media` is "played" at 8000 bytes/s: a `mark` is echoed when the audio sent before
+//!   it has played (at once if none is buffered); `clear` drops the buffer and echoes every
+//!   pending mark at once. Messages whose `streamSid` is not the stream's are recorded as
+//!   [`StreamMessage::Other`] and otherwise ignored.
+//! * If the WebSocket cannot be opened the call still completes after its talk time.
+//! * `Status=canceled` (or `completed`) on a queued/ringing call cancels it (no callback if it
+//!   was still queued); `canceled` on an answered call changes nothing.
 
 mod audio;
 mod call;
@@ -247,7 +291,8 @@ pub struct EmulatedStreamRecord {
     /// Why the WebSocket could not be opened; the call then goes on for its talk time.
     pub connect_error: Option<String>,
     pub media_frames_sent: u64,
-    /// Messages from the server, in arrival order; at most 512, later ones only counted.
+    /// Messages from the server, in arrival order; at most 512 messages and 512 KiB of text are
+    /// kept, later ones are only counted.
     pub received: Vec<ReceivedStreamMessage>,
     /// Messages not kept in `received` because the cap was reached.
     pub received_dropped: u64,

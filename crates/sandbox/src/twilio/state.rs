@@ -84,6 +84,14 @@ fn whole_seconds_up(duration: Duration) -> u64 {
     duration.as_millis().div_ceil(1000) as u64
 }
 
+/// `from + duration`, saturating at about 30 years, since configured durations may be huge
+/// (`Duration::MAX` for "forever") and `Instant` addition panics on overflow.
+pub(crate) fn after(from: Instant, duration: Duration) -> Instant {
+    from.checked_add(duration)
+        .or_else(|| from.checked_add(Duration::from_secs(30 * 365 * 86_400)))
+        .unwrap_or(from)
+}
+
 /// RFC 2822 in UTC with `+0000`, as Twilio writes `Timestamp` and the REST dates.
 pub(crate) fn rfc2822(at: DateTime<Utc>) -> String {
     at.format("%a, %d %b %Y %H:%M:%S +0000").to_string()
@@ -229,7 +237,7 @@ impl Shared {
         wanted: EmulatedCallStatus,
         timeout: Duration,
     ) -> anyhow::Result<EmulatedCallRecord> {
-        let deadline = Instant::now() + timeout;
+        let deadline = after(Instant::now(), timeout);
         // Subscribe before checking, so a change between check and wait is not missed.
         let mut changes = self.changed.subscribe();
         loop {
@@ -550,4 +558,31 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_up_to_whole_seconds_and_huge_deadlines_saturate() {
+        assert_eq!(whole_seconds_up(Duration::ZERO), 0);
+        assert_eq!(whole_seconds_up(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds_up(Duration::from_millis(1000)), 1);
+        assert_eq!(whole_seconds_up(Duration::from_millis(1001)), 2);
+        let now = Instant::now();
+        assert!(after(now, Duration::MAX) > now + Duration::from_secs(365 * 86_400));
+        assert_eq!(
+            after(now, Duration::from_secs(1)),
+            now + Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn timestamps_are_rfc_2822_with_a_plus_zero_offset() {
+        let at = DateTime::parse_from_rfc3339("2025-07-01T12:00:42Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(rfc2822(at), "Tue, 01 Jul 2025 12:00:42 +0000");
+    }
 }

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use super::audio::{FRAME_MS, FrameSource};
 use super::sid::new_sid;
 use super::signature::twilio_signature;
-use super::state::{Shared, error_chain};
+use super::state::{Shared, after, error_chain};
 use super::twiml::StreamSpec;
 use super::{
     EmulatedCallStatus, EmulatedStreamRecord, ReceivedStreamMessage, StreamEnd, StreamMessage,
@@ -31,6 +31,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bounds for what a misbehaving server can make the emulator hold.
 const MAX_MESSAGE_BYTES: usize = 1 << 20;
 const MAX_RECORDED_MESSAGES: usize = 512;
+const MAX_RECORDED_BYTES: usize = 512 * 1024;
 const MAX_RECORDED_MARKS: usize = 512;
 const MAX_PENDING_MARKS: usize = 4096;
 /// μ-law at 8 kHz: one byte is 125 µs of audio.
@@ -209,6 +210,7 @@ pub(crate) async fn run(
         sequence: 0,
         playback_end: Instant::now(),
         pending_marks: VecDeque::new(),
+        recorded_bytes: 0,
     };
     let (mut sink, mut incoming) = socket.split();
     let ending = match session
@@ -293,6 +295,8 @@ struct Session<'a> {
     playback_end: Instant,
     /// Marks waiting for the audio queued before them to finish playing.
     pending_marks: VecDeque<(String, Instant)>,
+    /// Text kept in `record.received` so far.
+    recorded_bytes: usize,
 }
 
 impl Session<'_> {
@@ -387,7 +391,16 @@ impl Session<'_> {
     }
 
     fn remember(&mut self, message: StreamMessage) {
-        if self.record.received.len() < MAX_RECORDED_MESSAGES {
+        let size = match &message {
+            StreamMessage::Media { payload } => payload.len(),
+            StreamMessage::Mark { name } => name.len(),
+            StreamMessage::Clear => 0,
+            StreamMessage::Other { text } => text.len(),
+        };
+        if self.record.received.len() < MAX_RECORDED_MESSAGES
+            && self.recorded_bytes + size <= MAX_RECORDED_BYTES
+        {
+            self.recorded_bytes += size;
             self.record.received.push(ReceivedStreamMessage {
                 at: self.opened.elapsed(),
                 message,
@@ -419,7 +432,7 @@ impl Session<'_> {
                 self.record.media_messages_received += 1;
                 self.record.media_bytes_received += audio.len() as u64;
                 let length = Duration::from_micros(audio.len() as u64 * MICROS_PER_BYTE);
-                self.playback_end = self.playback_end.max(now) + length;
+                self.playback_end = after(self.playback_end.max(now), length);
                 self.remember(StreamMessage::Media {
                     payload: media.payload,
                 });

@@ -63,14 +63,19 @@ pub struct ReceivedRequest {
     pub method: String,
     pub signature: Option<String>,
     pub content_type: Option<String>,
+    /// Form body parameters.
     pub params: Vec<(String, String)>,
+    /// Query parameters (where a GET request carries Twilio's parameters).
+    pub query: Vec<(String, String)>,
     pub at: Instant,
 }
 
 impl ReceivedRequest {
+    /// A body parameter, or else a query parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
+            .chain(self.query.iter())
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
@@ -151,6 +156,9 @@ async fn record_request(
         signature: header("X-Twilio-Signature"),
         content_type: header("Content-Type"),
         params: url::form_urlencoded::parse(&body).into_owned().collect(),
+        query: url::form_urlencoded::parse(request.query_string().as_bytes())
+            .into_owned()
+            .collect(),
         at: Instant::now(),
     };
     state.recorded.lock().unwrap().requests.push(received);
@@ -436,26 +444,31 @@ impl Rest {
     }
 }
 
-/// To, From, Url (this fake's TwiML), StatusCallback (with a query), all four events; `extra`
-/// replaces Url/Twiml/StatusCallbackEvent when it has them (`NoEvents` drops the events).
+/// To, From, Url (this fake's TwiML), StatusCallback (with a query), StatusCallbackMethod
+/// POST, all four events. Fields named in `extra` replace the standard ones (`Twiml` replaces
+/// `Url`; `NoEvents` drops the events).
 pub fn standard_form(
     fake: &FakeOutcall,
     to: &str,
     extra: &[(&'static str, String)],
 ) -> Vec<(&'static str, String)> {
     let has = |name: &str| extra.iter().any(|(k, _)| *k == name);
-    let mut form: Vec<(&'static str, String)> =
-        vec![("To", to.to_owned()), ("From", FROM.to_owned())];
-    if !has("Url") && !has("Twiml") {
-        form.push(("Url", format!("{}/twiml", fake.http_base)));
+    let mut form: Vec<(&'static str, String)> = vec![
+        ("To", to.to_owned()),
+        ("From", FROM.to_owned()),
+        ("Url", format!("{}/twiml", fake.http_base)),
+        ("StatusCallback", fake.status_url()),
+        ("StatusCallbackMethod", "POST".to_owned()),
+    ];
+    for event in ["initiated", "ringing", "answered", "completed"] {
+        form.push(("StatusCallbackEvent", event.to_owned()));
     }
-    form.push(("StatusCallback", fake.status_url()));
-    form.push(("StatusCallbackMethod", "POST".to_owned()));
-    if !has("StatusCallbackEvent") && !has("NoEvents") {
-        for event in ["initiated", "ringing", "answered", "completed"] {
-            form.push(("StatusCallbackEvent", event.to_owned()));
-        }
-    }
+    form.retain(|(k, _)| {
+        let replaced = has(k)
+            || (*k == "Url" && has("Twiml"))
+            || (*k == "StatusCallbackEvent" && has("NoEvents"));
+        !replaced
+    });
     form.extend(extra.iter().filter(|(k, _)| *k != "NoEvents").cloned());
     form
 }
