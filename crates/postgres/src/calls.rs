@@ -18,7 +18,7 @@ use crate::dynamic;
 use crate::error::{classify, corrupt};
 use crate::rows::{self, call_columns, duration_param, sip_response_code_param, text_param};
 
-/// Binds the mutable columns of `call`, from `call_sid` to `updated_at` (25 values), in the
+/// Binds the mutable columns of `call`, from `call_sid` to `updated_at` (29 values), in the
 /// order both `INSERT` and `UPDATE` below use.
 fn bind_mutable<'q>(
     query: Query<'q, Postgres, PgArguments>,
@@ -34,7 +34,7 @@ fn bind_mutable<'q>(
         .bind(data.agent_id.as_ref().map(|a| a.as_str()))
         .bind(data.start_time)
         .bind(data.end_time)
-        .bind(duration_param(data.duration)?)
+        .bind(duration_param(data.duration, "call duration")?)
         .bind(data.status().as_str())
         .bind(text_param(data.recording_url.as_ref()))
         .bind(text_param(data.error_code.as_ref()))
@@ -44,6 +44,7 @@ fn bind_mutable<'q>(
         .bind(sip_response_code_param(data.sip_response_code)?)
         .bind(text_param(data.first_message.as_ref()))
         .bind(dynamic::to_json(&data.dynamic_variables)?)
+        .bind(text_param(data.end_reason.as_ref()))
         .bind(details.outcome.map(CallOutcome::as_str))
         .bind(text_param(details.summary.as_ref()))
         .bind(text_param(details.transcript.as_ref()))
@@ -51,6 +52,12 @@ fn bind_mutable<'q>(
         .bind(text_param(details.next_action.as_ref()))
         .bind(details.next_action_date)
         .bind(text_param(details.agent_notes.as_ref()))
+        .bind(text_param(details.call_successful.as_ref()))
+        .bind(duration_param(
+            details.agent_duration_secs,
+            "agent duration",
+        )?)
+        .bind(details.analysis_at)
         .bind(call.updated_at))
 }
 
@@ -95,6 +102,20 @@ const PAGE_BY_STATUS: &str = concat!(
          ORDER BY start_time DESC, call_id DESC LIMIT $2 OFFSET $3 \
      ) p ON TRUE \
      ORDER BY p.start_time DESC, p.call_id DESC"
+);
+
+/// Ended calls bridged to a conversation without a report, ended before `$1`, oldest first,
+/// at most `$2`. The first two conditions are the predicate of calls_awaiting_report_idx
+/// (0004), whose (end_time, call_id) order is the one asked for: the plan reads the head of
+/// that small index instead of every ended call.
+const AWAITING_REPORT: &str = concat!(
+    "SELECT ",
+    call_columns!(),
+    " FROM calls \
+     WHERE analysis_at IS NULL AND conversation_id IS NOT NULL \
+       AND end_time < $1 \
+       AND status IN ('completed', 'busy', 'failed', 'no-answer', 'canceled') \
+     ORDER BY end_time, call_id LIMIT $2"
 );
 
 /// The `call_tallies` column counting calls in `status`.
@@ -142,10 +163,12 @@ impl CallRepository for PgStore {
             "INSERT INTO calls (call_id, client_id, created_at, version, call_sid, request_id, \
              phone, from_number, agent_id, start_time, end_time, duration, status, \
              recording_url, error_code, error_message, conversation_id, answered_by, \
-             sip_response_code, first_message, dynamic_variables, outcome, summary, \
-             transcript, sentiment, next_action, next_action_date, agent_notes, updated_at) \
+             sip_response_code, first_message, dynamic_variables, end_reason, outcome, \
+             summary, transcript, sentiment, next_action, next_action_date, agent_notes, \
+             call_successful, agent_duration_secs, analysis_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)",
+             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, \
+             $33)",
         )
         .bind(call.id.as_str())
         .bind(call.client_id.as_str())
@@ -240,9 +263,11 @@ impl CallRepository for PgStore {
              agent_id = $8, start_time = $9, end_time = $10, duration = $11, status = $12, \
              recording_url = $13, error_code = $14, error_message = $15, \
              conversation_id = $16, answered_by = $17, sip_response_code = $18, \
-             first_message = $19, dynamic_variables = $20, outcome = $21, summary = $22, \
-             transcript = $23, sentiment = $24, next_action = $25, next_action_date = $26, \
-             agent_notes = $27, updated_at = $28, version = version + 1 \
+             first_message = $19, dynamic_variables = $20, end_reason = $21, outcome = $22, \
+             summary = $23, transcript = $24, sentiment = $25, next_action = $26, \
+             next_action_date = $27, agent_notes = $28, call_successful = $29, \
+             agent_duration_secs = $30, analysis_at = $31, updated_at = $32, \
+             version = version + 1 \
              WHERE call_id = $1 AND client_id = $2 AND version = $3",
         )
         .bind(call.id.as_str())
@@ -398,6 +423,24 @@ impl CallRepository for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
+    async fn calls_awaiting_report(
+        &self,
+        ended_before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Call>, RepositoryError> {
+        let rows = sqlx::query(AWAITING_REPORT)
+            .bind(ended_before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| classify(e, "reading calls awaiting a post-call report"))?;
+        rows.iter()
+            .map(rows::call)
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(|e| corrupt(e, "decoding calls awaiting a post-call report"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn recent_activity(
         &self,
         since: Timestamp,
@@ -435,5 +478,64 @@ impl CallRepository for PgStore {
             })
             .collect::<anyhow::Result<Vec<_>>>()
             .map_err(|e| corrupt(e, "decoding recent call activity"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use sqlx::Connection as _;
+
+    use super::*;
+
+    /// Like every database test of this crate, this needs `DATABASE_URL` to name a superuser
+    /// of a throw-away server (`scripts/with-postgres cargo test -p outcall-postgres`).
+    #[tokio::test]
+    async fn the_awaiting_report_query_can_read_its_partial_index_in_order_without_sorting() {
+        let server = std::env::var("DATABASE_URL").expect(
+            "DATABASE_URL names a throw-away PostgreSQL server (see scripts/with-postgres)",
+        );
+        let name = format!("outcall_unit_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&server)
+            .await
+            .expect("connecting to DATABASE_URL");
+        // The name is generated above from a UUID, never from input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("creating a database");
+        let mut url = url::Url::parse(&server).expect("DATABASE_URL is a URL");
+        url.set_path(&name);
+        let store = PgStore::connect(url.as_str(), 1).await.expect("connecting");
+        store.migrate().await.expect("migrating");
+
+        let mut conn = store.pool.acquire().await.expect("a connection");
+        // An empty table is cheapest to scan whole; forbid that and sorting, so that the plan
+        // shows whether an index can deliver the rows already in order.
+        sqlx::query("SET enable_seqscan = off")
+            .execute(&mut *conn)
+            .await
+            .expect("setting");
+        sqlx::query("SET enable_sort = off")
+            .execute(&mut *conn)
+            .await
+            .expect("setting");
+        let plan: Vec<String> =
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {AWAITING_REPORT}")))
+                .bind(chrono::Utc::now())
+                .bind(10_i64)
+                .fetch_all(&mut *conn)
+                .await
+                .expect("explaining")
+                .iter()
+                .map(|row| row.get::<String, _>(0))
+                .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Index Scan using calls_awaiting_report_idx"),
+            "{plan}"
+        );
+        assert!(!plan.contains("Sort"), "{plan}");
     }
 }

@@ -28,8 +28,9 @@ macro_rules! call_columns {
         "call_id, client_id, call_sid, request_id, phone, from_number, agent_id, start_time, \
          end_time, duration, status, recording_url, error_code, error_message, \
          conversation_id, answered_by, sip_response_code, first_message, dynamic_variables, \
-         outcome, summary, transcript, sentiment, next_action, next_action_date, agent_notes, \
-         created_at, updated_at, version"
+         end_reason, outcome, summary, transcript, sentiment, next_action, next_action_date, \
+         agent_notes, call_successful, agent_duration_secs, analysis_at, created_at, \
+         updated_at, version"
     };
 }
 pub(crate) use call_columns;
@@ -82,12 +83,13 @@ fn duration(row: &PgRow, column: &str) -> anyhow::Result<Option<u32>> {
         .with_context(|| format!("column {column} holds a negative duration"))
 }
 
-/// The domain's `u32` seconds as an `INTEGER` (the column's range is that of `i32`).
-pub(crate) fn duration_param(duration: Option<u32>) -> anyhow::Result<Option<i32>> {
+/// The domain's `u32` seconds as an `INTEGER` (the column's range is that of `i32`); `what`
+/// names the value in the error.
+pub(crate) fn duration_param(duration: Option<u32>, what: &str) -> anyhow::Result<Option<i32>> {
     duration
         .map(i32::try_from)
         .transpose()
-        .context("call duration exceeds the storable range (2^31 - 1 seconds)")
+        .with_context(|| format!("{what} exceeds the storable range (2^31 - 1 seconds)"))
 }
 
 /// `INTEGER` SIP response code back to the domain's `u16`.
@@ -153,6 +155,7 @@ pub(crate) fn call(row: &PgRow) -> anyhow::Result<Call> {
     let dynamic_variables: String = get(row, "dynamic_variables")?;
     data.dynamic_variables = dynamic::from_json(&dynamic_variables)
         .context("column dynamic_variables holds an invalid value")?;
+    data.end_reason = parsed_opt(row, "end_reason", text(limits::END_REASON))?;
     let details = CallDetails {
         outcome: parsed_opt(row, "outcome", CallOutcome::parse)?,
         summary: parsed_opt(row, "summary", text(limits::SUMMARY))?,
@@ -161,6 +164,9 @@ pub(crate) fn call(row: &PgRow) -> anyhow::Result<Call> {
         next_action: parsed_opt(row, "next_action", text(limits::NEXT_ACTION))?,
         next_action_date: get(row, "next_action_date")?,
         agent_notes: parsed_opt(row, "agent_notes", text(limits::AGENT_NOTES))?,
+        call_successful: parsed_opt(row, "call_successful", text(limits::CALL_SUCCESSFUL))?,
+        agent_duration_secs: duration(row, "agent_duration_secs")?,
+        analysis_at: get(row, "analysis_at")?,
     };
     Ok(Call {
         id: parsed(row, "call_id", CallId::parse)?,

@@ -1,5 +1,6 @@
 //! PostgreSQL-specific behaviour the shared contract suite cannot see: the trigger-kept
-//! tallies, restart survival, corrupt rows and the schema's own guards.
+//! tallies, restart survival, corrupt rows, the schema's own guards and migrating existing
+//! databases.
 
 // Test code, helpers included: anything unexpected must fail the test loudly.
 #![allow(clippy::expect_used)]
@@ -13,8 +14,8 @@ use outcall_domain::ports::{
 };
 use outcall_domain::queries::CallListQuery;
 use outcall_domain::{
-    BoundedText, CallOutcome, CallStatus, ClientId, ClientPatch, DynamicValue, DynamicVariables,
-    Email, MetaPatch, Sentiment,
+    BoundedText, CallOutcome, CallStatus, ClientId, ClientPatch, ConversationId, DynamicValue,
+    DynamicVariables, Email, MetaPatch, Sentiment,
 };
 use outcall_postgres::PgStore;
 use rand::rngs::StdRng;
@@ -638,4 +639,225 @@ fn tempfile_dir() -> std::path::PathBuf {
     ));
     std::fs::create_dir(&dir).expect("creating a temporary directory");
     dir
+}
+
+#[tokio::test]
+async fn writing_only_the_end_reason_and_analysis_fields_leaves_the_tally_row_untouched() {
+    let store = fresh_store().await;
+    ClientRepository::insert(&store, &client("c1", "c1@example.com"), &hash())
+        .await
+        .expect("inserting");
+    let mut stored = call("c1", "k1", CallStatus::Completed, 0);
+    stored.data.duration = Some(30);
+    stored.data.end_time = Some(at(30));
+    stored.data.conversation_id = Some(ConversationId::parse("conv_1").expect("valid"));
+    stored.details.outcome = Some(CallOutcome::Callback);
+    CallRepository::insert(&store, &stored)
+        .await
+        .expect("inserting call");
+    assert_tallies_exact(&store, "after inserting a bridged call").await;
+    let before = tally_row_version(&store, "c1").await;
+
+    let mut analysed = stored.clone();
+    analysed.data.end_reason = Some(BoundedText::parse("agent_hangup", 100).expect("text"));
+    analysed.details.call_successful = Some(BoundedText::parse("success", 32).expect("text"));
+    analysed.details.agent_duration_secs = Some(28);
+    analysed.details.analysis_at = Some(at(90));
+    assert_eq!(
+        CallRepository::update(&store, &analysed)
+            .await
+            .expect("updating"),
+        CasOutcome::Updated
+    );
+    analysed.version += 1;
+    assert_eq!(
+        store.find_by_id(&analysed.id).await.expect("find"),
+        Some(analysed.clone())
+    );
+    assert_eq!(tally_row_version(&store, "c1").await, before);
+    assert_tallies_exact(&store, "after storing an analysis").await;
+
+    // An analysis that also brings an outcome does move the tallies, exactly.
+    let mut judged = analysed.clone();
+    judged.details.outcome = Some(CallOutcome::Interested);
+    judged.details.sentiment = Some(Sentiment::Positive);
+    assert_eq!(
+        CallRepository::update(&store, &judged)
+            .await
+            .expect("updating"),
+        CasOutcome::Updated
+    );
+    assert_ne!(tally_row_version(&store, "c1").await, before);
+    assert_tallies_exact(&store, "after an analysis with an outcome").await;
+}
+
+#[tokio::test]
+async fn an_agent_duration_beyond_the_column_range_is_an_unexpected_error_and_nothing_is_stored() {
+    let store = fresh_store().await;
+    ClientRepository::insert(&store, &client("c1", "c1@example.com"), &hash())
+        .await
+        .expect("inserting");
+    let mut huge = call("c1", "k1", CallStatus::Completed, 0);
+    huge.details.agent_duration_secs = Some(u32::MAX);
+    let result = CallRepository::insert(&store, &huge).await;
+    match result {
+        Err(RepositoryError::Unexpected(e)) => {
+            let chain = format!("{e:#}");
+            assert!(chain.contains("agent duration"), "{chain}");
+        }
+        other => panic!("expected Unexpected, got {other:?}"),
+    }
+    assert_eq!(store.find_by_id(&huge.id).await.expect("find"), None);
+
+    let mut stored = huge.clone();
+    stored.details.agent_duration_secs = Some(i32::MAX.unsigned_abs());
+    CallRepository::insert(&store, &stored)
+        .await
+        .expect("the largest storable agent duration");
+    let mut grown = stored.clone();
+    grown.details.agent_duration_secs = Some(i32::MAX.unsigned_abs() + 1);
+    let result = CallRepository::update(&store, &grown).await;
+    assert!(
+        matches!(result, Err(RepositoryError::Unexpected(_))),
+        "{result:?}"
+    );
+    assert_eq!(
+        store.find_by_id(&stored.id).await.expect("find"),
+        Some(stored)
+    );
+}
+
+#[tokio::test]
+async fn the_schema_guards_the_analysis_fields_and_corrupt_ones_are_unexpected_errors() {
+    let store = fresh_store().await;
+    ClientRepository::insert(&store, &client("c1", "c1@example.com"), &hash())
+        .await
+        .expect("inserting");
+    // A call in the report backlog, so that the backlog query reads it too.
+    let mut stored = call("c1", "k1", CallStatus::Completed, 0);
+    stored.data.end_time = Some(at(20));
+    stored.data.conversation_id = Some(ConversationId::parse("conv_1").expect("valid"));
+    CallRepository::insert(&store, &stored)
+        .await
+        .expect("inserting call");
+    assert_eq!(
+        store
+            .calls_awaiting_report(at(21), 10)
+            .await
+            .expect("backlog"),
+        vec![stored.clone()]
+    );
+
+    let err = sqlx::query("UPDATE calls SET agent_duration_secs = -1")
+        .execute(store.pool())
+        .await
+        .expect_err("the schema refuses a negative agent duration");
+    assert!(
+        err.to_string().contains("calls_agent_duration_secs_check"),
+        "{err}"
+    );
+
+    let limits = (
+        outcall_domain::call::limits::END_REASON,
+        outcall_domain::call::limits::CALL_SUCCESSFUL,
+    );
+    let corruptions: [(&'static str, String, &str); 2] = [
+        (
+            "UPDATE calls SET end_reason = $1",
+            "x".repeat(limits.0 + 1),
+            "end_reason",
+        ),
+        (
+            "UPDATE calls SET call_successful = $1",
+            "x".repeat(limits.1 + 1),
+            "call_successful",
+        ),
+    ];
+    for (corrupt, value, named) in corruptions {
+        sqlx::query("UPDATE calls SET end_reason = NULL, call_successful = NULL")
+            .execute(store.pool())
+            .await
+            .expect("repairing");
+        sqlx::query(corrupt)
+            .bind(value)
+            .execute(store.pool())
+            .await
+            .expect("corrupting");
+        let reads = [
+            store.find_by_id(&stored.id).await.map(|_| ()),
+            store.calls_awaiting_report(at(21), 10).await.map(|_| ()),
+        ];
+        for read in reads {
+            match read {
+                Err(RepositoryError::Unexpected(e)) => {
+                    let chain = format!("{e:#}");
+                    assert!(chain.contains(&format!("column {named}")), "{chain}");
+                }
+                other => panic!("{named}: expected Unexpected, got {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_stored_before_the_analysis_fields_existed_reads_back_with_them_unset_and_awaits_its_report()
+ {
+    let url = fresh_database_url().await;
+    let old = tempfile_dir();
+    for name in [
+        "0001_initial_schema.sql",
+        "0002_call_tallies.sql",
+        "0003_call_request_fields.sql",
+    ] {
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../migrations")
+                .join(name),
+            old.join(name),
+        )
+        .expect("copying an old migration");
+    }
+    let first = PgStore::connect(&url, 2).await.expect("connecting");
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .expect("reading the old migrations")
+        .run(first.pool())
+        .await
+        .expect("applying the old migrations");
+    std::fs::remove_dir_all(&old).expect("removing the old migrations");
+    let mut expected = call("old", "k1", CallStatus::Completed, 10);
+    expected.data.end_time = Some(at(70));
+    expected.data.conversation_id = Some(ConversationId::parse("conv_old").expect("valid"));
+    expected.data.sip_response_code = Some(200);
+    ClientRepository::insert(&first, &client("old", "old@example.com"), &hash())
+        .await
+        .expect("an old client");
+    // The adapter of that time wrote through the same columns minus the new ones.
+    sqlx::query(
+        "INSERT INTO calls (call_id, client_id, phone, start_time, end_time, status, \
+         conversation_id, sip_response_code, created_at, updated_at, version) \
+         VALUES ('k1', 'old', '+12125550000', $1, $2, 'completed', 'conv_old', 200, $1, $1, 0)",
+    )
+    .bind(at(10))
+    .bind(at(70))
+    .execute(first.pool())
+    .await
+    .expect("an old call");
+
+    first
+        .migrate()
+        .await
+        .expect("migrating an existing database");
+    assert_eq!(
+        first.find_by_id(&expected.id).await.expect("find"),
+        Some(expected.clone())
+    );
+    assert_eq!(
+        first
+            .calls_awaiting_report(at(71), 10)
+            .await
+            .expect("backlog"),
+        vec![expected]
+    );
+    assert_tallies_exact(&first, "after migrating").await;
 }

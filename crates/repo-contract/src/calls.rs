@@ -66,6 +66,10 @@ fn full_call(owner: &ClientId, id: &str, sid_seed: u64) -> Call {
     let padding = limits::FIRST_MESSAGE - opening.chars().count();
     data.first_message = Some(text(&format!("{opening}{}", "é".repeat(padding))));
     data.dynamic_variables = every_kind_of_dynamic_variable();
+    // Exactly the longest end reason, in multi-byte characters.
+    let reason = "agent_hangup: « au revoir » 👋\n";
+    let padding = limits::END_REASON - reason.chars().count();
+    data.end_reason = Some(text(&format!("{reason}{}", "ß".repeat(padding))));
     c.details = CallDetails {
         outcome: Some(CallOutcome::NotInterested),
         summary: Some(text("Caller said: « non, merci » — maybe later.")),
@@ -76,6 +80,10 @@ fn full_call(owner: &ClientId, id: &str, sid_seed: u64) -> Call {
         next_action: Some(text("Send brochure")),
         next_action_date: Some(at_ms(7 * 86_400_000 + 999)),
         agent_notes: Some(text("Prefers e-mail; speaks _Spanish_ %.")),
+        call_successful: Some(text(&"ü".repeat(limits::CALL_SUCCESSFUL))),
+        // The longest duration the domain accepts, beyond 16 bits.
+        agent_duration_secs: Some(limits::MAX_DURATION_SECS),
+        analysis_at: Some(at_ms(-2_999_000 + 457)),
     };
     c.created_at = at_ms(-3_600_000 + 17);
     c.updated_at = at_ms(-2_999_999);
@@ -113,6 +121,22 @@ pub async fn a_call_reads_back_exactly_with_every_optional_field_set_or_unset(re
             bare.data.dynamic_variables.is_empty()
         ),
         (None, &None, true)
+    );
+    assert_eq!(
+        full.data
+            .end_reason
+            .as_ref()
+            .map(|r| r.as_str().chars().count()),
+        Some(limits::END_REASON)
+    );
+    assert_eq!(
+        (
+            &bare.data.end_reason,
+            &bare.details.call_successful,
+            bare.details.agent_duration_secs,
+            bare.details.analysis_at
+        ),
+        (&None, &None, None, None)
     );
     insert_call(&repos, &full).await;
     insert_call(&repos, &bare).await;
@@ -277,9 +301,9 @@ pub async fn inserting_a_call_with_a_taken_id_or_sid_is_a_duplicate(repos: Repos
 }
 
 /// `update` writes every mutable field (setting and clearing optional ones, the SIP response
-/// code, first message and dynamic variables included) when the stored version matches,
-/// incrementing it; a stale version is `Conflict` and writes nothing; an unknown call is
-/// `Missing`; taking another call's SID is `Duplicate(CallSid)`.
+/// code, first message, dynamic variables, end reason and analysis fields included) when the
+/// stored version matches, incrementing it; a stale version is `Conflict` and writes nothing;
+/// an unknown call is `Missing`; taking another call's SID is `Duplicate(CallSid)`.
 pub async fn updating_a_call_is_a_compare_and_set_on_its_version(repos: Repos) {
     let owner = client("casowner");
     insert_client(&repos, &owner).await;
@@ -324,7 +348,23 @@ pub async fn updating_a_call_is_a_compare_and_set_on_its_version(repos: Repos) {
         repos.calls.find_by_id(&retold.id).await.expect("find"),
         Some(retold.clone())
     );
-    let filled = retold;
+
+    // Only the end reason and the analysis fields change: each is written.
+    let mut reanalysed = retold.clone();
+    reanalysed.data.end_reason = Some(text("stream dropped"));
+    reanalysed.details.call_successful = Some(text("failure"));
+    reanalysed.details.agent_duration_secs = Some(0);
+    reanalysed.details.analysis_at = Some(at_ms(-1_000_001));
+    assert_eq!(
+        repos.calls.update(&reanalysed).await.expect("update"),
+        CasOutcome::Updated
+    );
+    reanalysed.version += 1;
+    assert_eq!(
+        repos.calls.find_by_id(&reanalysed.id).await.expect("find"),
+        Some(reanalysed.clone())
+    );
+    let filled = reanalysed;
 
     // A writer still holding version 0 loses and changes nothing.
     let mut stale = bare.clone();
@@ -350,7 +390,16 @@ pub async fn updating_a_call_is_a_compare_and_set_on_its_version(repos: Repos) {
         CasOutcome::Updated
     );
     cleared.version += 1;
-    assert_eq!(cleared.version, 3);
+    assert_eq!(cleared.version, 4);
+    assert_eq!(
+        (
+            &cleared.data.end_reason,
+            &cleared.details.call_successful,
+            cleared.details.agent_duration_secs,
+            cleared.details.analysis_at
+        ),
+        (&None, &None, None, None)
+    );
     assert_eq!(
         repos.calls.find_by_id(&cleared.id).await.expect("find"),
         Some(cleared.clone())

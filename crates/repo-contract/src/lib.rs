@@ -19,12 +19,14 @@ use std::sync::Arc;
 use outcall_domain::ports::{AdminRepository, CallRepository, ClientRepository, HealthProbe};
 
 mod aggregates;
+mod awaiting_report;
 mod calls;
 mod clients;
 mod concurrency;
 mod fixtures;
 
 pub use aggregates::*;
+pub use awaiting_report::*;
 pub use calls::*;
 pub use clients::*;
 pub use concurrency::*;
@@ -87,6 +89,7 @@ macro_rules! contract_tests {
             call_statistics_of_a_client_match_values_computed_from_its_calls,
             the_dashboard_matches_values_computed_from_all_calls,
             recent_activity_matches_values_computed_from_all_calls,
+            calls_awaiting_a_report_are_the_ended_unanalysed_bridged_ones_oldest_first,
             racing_shuffled_status_callbacks_end_in_the_right_terminal_state,
             the_health_probe_answers,
         );

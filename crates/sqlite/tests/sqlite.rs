@@ -359,3 +359,109 @@ async fn corrupt_request_fields_are_unexpected_errors_naming_the_column_not_pani
     }
     raw.close().await;
 }
+
+#[tokio::test]
+async fn corrupt_analysis_fields_are_unexpected_errors_naming_the_column_not_panics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = url(&dir.path().join("outcall.db"));
+    let store = SqliteStore::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let owner = client("analysed");
+    ClientRepository::insert(&store, &owner, &SecretHash::from_phc("x".into()))
+        .await
+        .expect("insert");
+    // A call in the report backlog, so that the backlog query reads it too.
+    let mut record = call(&owner.id, "call-an");
+    record.data.end_time = Some(at(20));
+    record.data.conversation_id =
+        Some(outcall_domain::ConversationId::parse("conv_an").expect("valid"));
+    CallRepository::insert(&store, &record)
+        .await
+        .expect("insert call");
+    assert_eq!(
+        store
+            .calls_awaiting_report(at(21), 10)
+            .await
+            .expect("backlog"),
+        vec![record.clone()]
+    );
+    let raw = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("raw connection");
+
+    sqlx::query("UPDATE calls SET agent_duration_secs = -1")
+        .execute(&raw)
+        .await
+        .expect_err("the schema refuses a negative agent duration");
+
+    let limits = (
+        outcall_domain::call::limits::END_REASON,
+        outcall_domain::call::limits::CALL_SUCCESSFUL,
+    );
+    let texts: [(&'static str, String, &str); 2] = [
+        (
+            "UPDATE calls SET end_reason = ?",
+            "x".repeat(limits.0 + 1),
+            "end_reason",
+        ),
+        (
+            "UPDATE calls SET call_successful = ?",
+            "x".repeat(limits.1 + 1),
+            "call_successful",
+        ),
+    ];
+    let integers: [(&'static str, i64, &str); 2] = [
+        (
+            "UPDATE calls SET agent_duration_secs = ?",
+            i64::from(u32::MAX) + 1,
+            "agent_duration_secs",
+        ),
+        ("UPDATE calls SET analysis_at = ?", i64::MAX, "analysis_at"),
+    ];
+    let corruptions = texts
+        .into_iter()
+        .map(|(sql, value, named)| (sql, Raw::Text(value), named))
+        .chain(
+            integers
+                .into_iter()
+                .map(|(sql, value, named)| (sql, Raw::Integer(value), named)),
+        );
+    for (sql, value, named) in corruptions {
+        sqlx::query(
+            "UPDATE calls SET end_reason = NULL, call_successful = NULL, \
+             agent_duration_secs = NULL, analysis_at = NULL",
+        )
+        .execute(&raw)
+        .await
+        .expect("repair");
+        let corrupt = sqlx::query(sql);
+        match value {
+            Raw::Text(text) => corrupt.bind(text),
+            Raw::Integer(n) => corrupt.bind(n),
+        }
+        .execute(&raw)
+        .await
+        .expect("corrupt");
+        let mut reads = vec![store.find_by_id(&record.id).await.map(|_| ())];
+        if named != "analysis_at" {
+            reads.push(store.calls_awaiting_report(at(21), 10).await.map(|_| ()));
+        }
+        for read in reads {
+            let Err(RepositoryError::Unexpected(cause)) = read else {
+                panic!("{named}: expected Unexpected, got {read:?}");
+            };
+            let chain = format!("{cause:#}");
+            assert!(
+                chain.contains("call-an") && chain.contains(named),
+                "{named}: {chain}"
+            );
+        }
+    }
+    raw.close().await;
+}
+
+/// The value one corrupting statement writes.
+enum Raw {
+    Text(String),
+    Integer(i64),
+}
