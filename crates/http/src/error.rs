@@ -15,9 +15,9 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use outcall_domain::ports::{TelephonyError, UniqueField};
+use outcall_domain::ports::{TelephonyError, UniqueField, WebhookRejection};
 use outcall_domain::services::{
-    AccountError, AuthError, CallError, PlacementError, UnauthorizedReason,
+    AccountError, AnalysisError, AuthError, CallError, PlacementError, UnauthorizedReason,
 };
 use outcall_domain::{CallId, StatusRegression};
 use serde::Serialize;
@@ -114,6 +114,14 @@ pub enum ApiError {
     /// A provider webhook without a valid `X-Twilio-Signature`.
     #[error("invalid Twilio signature")]
     InvalidSignature,
+    /// A voice-agent webhook without a valid `ElevenLabs-Signature`. The rejection names
+    /// only what was wrong with the signature, never the header or the body.
+    #[error("invalid webhook signature: {0}")]
+    InvalidWebhookSignature(WebhookRejection),
+    /// A verified voice-agent webhook whose body is not an event. Carries no details: the
+    /// parser's message may quote the body, and errors are logged.
+    #[error("invalid webhook payload")]
+    InvalidWebhookPayload,
     /// The telephony provider refused or failed; `call_id` names the call it concerned.
     #[error("telephony provider: {failure}")]
     Telephony {
@@ -187,6 +195,10 @@ impl ApiError {
                 .details("callSid"),
             Self::CallAlreadyEnded => body.error("Call already ended"),
             Self::InvalidSignature => body.error("Invalid Twilio signature"),
+            Self::InvalidWebhookSignature(rejection) => body
+                .error("Invalid webhook signature")
+                .details(rejection.to_string()),
+            Self::InvalidWebhookPayload => body.error("Invalid webhook payload"),
             Self::Telephony { call_id, failure } => {
                 body.call_id = call_id.as_ref().map(CallId::as_str);
                 failure.describe(body)
@@ -213,10 +225,12 @@ impl ResponseError for ApiError {
             Self::InvalidJson(_)
             | Self::InvalidQuery(_)
             | Self::MissingFields(_)
-            | Self::Invalid { .. } => StatusCode::BAD_REQUEST,
-            Self::InvalidCredentials | Self::InvalidClientCredentials | Self::Unauthorized(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            | Self::Invalid { .. }
+            | Self::InvalidWebhookPayload => StatusCode::BAD_REQUEST,
+            Self::InvalidCredentials
+            | Self::InvalidClientCredentials
+            | Self::Unauthorized(_)
+            | Self::InvalidWebhookSignature(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::InvalidSignature => StatusCode::FORBIDDEN,
             Self::ClientNotFound | Self::CallNotFound | Self::RouteNotFound => {
                 StatusCode::NOT_FOUND
@@ -375,6 +389,14 @@ impl From<PlacementError> for ApiError {
                 failure: ProviderFailure(source),
             },
             PlacementError::Unexpected(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl From<AnalysisError> for ApiError {
+    fn from(err: AnalysisError) -> Self {
+        match err {
+            AnalysisError::Unexpected(cause) => Self::Internal(cause),
         }
     }
 }
@@ -819,6 +841,16 @@ mod tests {
                 ApiError::InvalidSignature,
                 403,
                 json!({"error": "Invalid Twilio signature", "statusCode": 403}),
+            ),
+            (
+                ApiError::InvalidWebhookSignature(WebhookRejection::Stale),
+                401,
+                json!({"error": "Invalid webhook signature", "details": "signature timestamp is outside the tolerance", "statusCode": 401}),
+            ),
+            (
+                ApiError::InvalidWebhookPayload,
+                400,
+                json!({"error": "Invalid webhook payload", "statusCode": 400}),
             ),
             (
                 ApiError::CallAlreadyEnded,

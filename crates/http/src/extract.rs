@@ -1,6 +1,6 @@
 //! Extractors: who is calling (`AdminPrincipal`, `ClientPrincipal`, and for provider
-//! webhooks [`SignedWebhook`]), which client or call a path names (`ClientIdParam`,
-//! `CallIdParam`), and JSON object bodies (`Body`).
+//! webhooks [`SignedWebhook`] and [`VerifiedAgentWebhook`]), which client or call a path names
+//! (`ClientIdParam`, `CallIdParam`), and JSON object bodies (`Body`).
 //!
 //! actix polls all of a handler's extractors together, so a body or path extractor could
 //! answer (400, 404) before authentication finishes. Protected routes are therefore also
@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::ApiState;
+use crate::envelope::{TypeSniffer, Verdict};
 use crate::error::{ApiError, Forbidden, describe_json_error};
 
 /// An admin holding a valid admin token.
@@ -292,6 +293,117 @@ impl FromRequest for SignedWebhook {
                 .find(|(name, _)| name == "callId")
                 .map(|(_, value)| value.into_owned());
             Ok(Self { params, call_id })
+        })
+    }
+}
+
+/// The largest voice-agent webhook body that is buffered to be parsed, registered by
+/// `Api::app`. Audio events are never buffered and have no such limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AgentWebhookLimit(pub usize);
+
+/// Used when no [`AgentWebhookLimit`] is registered.
+const DEFAULT_AGENT_WEBHOOK_LIMIT: usize = 5 * 1024 * 1024;
+
+/// The header ElevenLabs signs its webhooks with (protocols 7.4); header names are
+/// case-insensitive.
+const AGENT_SIGNATURE: &str = "elevenlabs-signature";
+
+/// A voice-agent (ElevenLabs) webhook whose `ElevenLabs-Signature` matches its body.
+///
+/// The signature header is checked (format, timestamp against the clock) before the body is
+/// touched: a refusal is a 401 and not one body byte is read. Then every chunk goes to the
+/// signature check as it arrives; chunks are also kept, up to the agent webhook limit, unless
+/// the envelope turns out to be a `post_call_audio` event: those (the whole call as base64
+/// MP3) are verified and dropped, never held in memory. Any other body over the limit is a
+/// 413. A body that does not match the signature is a 401.
+pub enum VerifiedAgentWebhook {
+    /// The verified body of any event but audio, to be parsed.
+    Event(Vec<u8>),
+    /// A verified audio event; its body was not kept.
+    Audio,
+}
+
+/// Shows the body's length only: it may hold a transcript.
+impl std::fmt::Debug for VerifiedAgentWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Event(body) => write!(f, "Event({} bytes)", body.len()),
+            Self::Audio => f.write_str("Audio"),
+        }
+    }
+}
+
+impl FromRequest for VerifiedAgentWebhook {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let Some(state) = req.app_data::<web::Data<ApiState>>() else {
+            return Box::pin(ready(Err(ApiError::Internal(anyhow::anyhow!(
+                "ApiState is not registered"
+            )))));
+        };
+        // A header that is not visible ASCII is passed on as it is, for the check to refuse.
+        let header = req
+            .headers()
+            .get(AGENT_SIGNATURE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let verifier = match state
+            .agent_webhooks
+            .verifier(header.as_deref(), state.clock.now())
+        {
+            Ok(verifier) => verifier,
+            Err(rejection) => {
+                return Box::pin(ready(Err(ApiError::InvalidWebhookSignature(rejection))));
+            }
+        };
+        let limit = req
+            .app_data::<AgentWebhookLimit>()
+            .map_or(DEFAULT_AGENT_WEBHOOK_LIMIT, |limit| limit.0);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<usize>().ok());
+        let payload = payload.take();
+        Box::pin(async move {
+            let mut verifier = verifier;
+            let mut payload = payload;
+            let mut sniffer = TypeSniffer::new();
+            let mut body = Vec::with_capacity(declared.filter(|len| *len <= limit).unwrap_or(0));
+            // The body outgrew the limit before its type was known: kept reading (and
+            // verifying) in case it is audio, but no longer kept.
+            let mut overflowed = false;
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| ApiError::Http(StatusCode::BAD_REQUEST))?;
+                verifier.update(&chunk);
+                match sniffer.feed(&chunk) {
+                    Verdict::Audio => body = Vec::new(),
+                    verdict => {
+                        if !overflowed && body.len() + chunk.len() <= limit {
+                            body.extend_from_slice(&chunk);
+                        } else if verdict == Verdict::NotAudio {
+                            return Err(ApiError::PayloadTooLarge { limit });
+                        } else {
+                            overflowed = true;
+                            body = Vec::new();
+                        }
+                    }
+                }
+            }
+            let audio = sniffer.verdict() == Verdict::Audio;
+            if overflowed && !audio {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            verifier
+                .finish()
+                .map_err(ApiError::InvalidWebhookSignature)?;
+            Ok(if audio {
+                Self::Audio
+            } else {
+                Self::Event(body)
+            })
         })
     }
 }

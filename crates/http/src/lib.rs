@@ -1,6 +1,7 @@
 //! outcall's HTTP API (actix-web 4): the account, authentication, call-history and
 //! call-placement endpoints of the API contract, with their exact paths, camelCase JSON
-//! bodies, status codes and error bodies, and the Twilio webhooks (TwiML, status callbacks).
+//! bodies, status codes and error bodies, the Twilio webhooks (TwiML, status callbacks) and
+//! the ElevenLabs post-call webhook.
 //!
 //! # Mounting
 //! The login rate limiter must be one per process, not one per worker, so it lives in
@@ -31,9 +32,16 @@
 //!   [`SignedWebhook`] extractor checks `X-Twilio-Signature` before anything else happens,
 //!   and request spans show only their `callId` query parameter (a `GET` webhook carries
 //!   phone numbers in its query).
+//! - The ElevenLabs post-call webhook carries no bearer token either: the
+//!   [`VerifiedAgentWebhook`] extractor checks `ElevenLabs-Signature` before reading the body,
+//!   then verifies the body as it streams in, buffering it up to
+//!   [`HttpSettings::agent_webhook_limit_bytes`] except for audio events, which are verified
+//!   and dropped. It always answers 200 once the event is verified and understood (also for
+//!   unknown calls), because ElevenLabs disables webhooks that fail repeatedly.
 //! - The crate sees only domain services and ports; it names no adapter.
 
 mod dto;
+mod envelope;
 mod error;
 mod extract;
 mod rate_limit;
@@ -47,23 +55,33 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{App, web};
-use outcall_domain::ports::HealthProbe;
-use outcall_domain::services::{Authentication, CallHistory, CallPlacement, ClientAccounts};
+use outcall_domain::ports::{AgentWebhooks, Clock, HealthProbe};
+use outcall_domain::services::{
+    Authentication, CallHistory, CallPlacement, ClientAccounts, PostCallAnalysis,
+};
 use tracing_actix_web::TracingLogger;
 
 pub use error::{ApiError, Forbidden, Problem, ProviderFailure};
-pub use extract::{AdminPrincipal, CallIdParam, ClientIdParam, ClientPrincipal, SignedWebhook};
+pub use extract::{
+    AdminPrincipal, CallIdParam, ClientIdParam, ClientPrincipal, SignedWebhook,
+    VerifiedAgentWebhook,
+};
 pub use time::Millis;
 
 use rate_limit::LoginLimiter;
 
-/// The domain services the handlers call, and the readiness probe.
+/// The domain services the handlers call, the readiness probe, and what the voice-agent
+/// webhook needs to be verified (the provider's signature check and the clock it is checked
+/// against).
 #[derive(Clone)]
 pub struct ApiState {
     pub accounts: ClientAccounts,
     pub auth: Authentication,
     pub calls: CallHistory,
     pub placement: CallPlacement,
+    pub analysis: PostCallAnalysis,
+    pub agent_webhooks: Arc<dyn AgentWebhooks>,
+    pub clock: Arc<dyn Clock>,
     pub health: Arc<dyn HealthProbe>,
 }
 
@@ -95,6 +113,10 @@ pub struct HttpSettings {
     pub call_json_limit_bytes: usize,
     /// Largest form body of a Twilio webhook (default 64 KiB).
     pub webhook_form_limit_bytes: usize,
+    /// Largest ElevenLabs webhook body, which may carry a long transcript (default 5 MiB).
+    /// `post_call_audio` events are exempt: they are verified as they stream in and never
+    /// kept.
+    pub agent_webhook_limit_bytes: usize,
     pub login_limits: LoginLimits,
     /// Key login limits by the last `X-Forwarded-For` entry instead of the peer address.
     /// Only for deployments behind a proxy that sets it (default false).
@@ -107,6 +129,7 @@ impl Default for HttpSettings {
             json_limit_bytes: 64 * 1024,
             call_json_limit_bytes: 1024 * 1024,
             webhook_form_limit_bytes: 64 * 1024,
+            agent_webhook_limit_bytes: 5 * 1024 * 1024,
             login_limits: LoginLimits::default(),
             trust_forwarded_for: false,
         }
@@ -156,6 +179,9 @@ impl Api {
             .app_data(json(self.settings.json_limit_bytes))
             .app_data(extract::WebhookFormLimit(
                 self.settings.webhook_form_limit_bytes,
+            ))
+            .app_data(extract::AgentWebhookLimit(
+                self.settings.agent_webhook_limit_bytes,
             ))
             .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
             .app_data(web::PathConfig::default().error_handler(error::path_error_handler))

@@ -152,6 +152,10 @@ impl DetailsRequest {
                 "callDetails.agentNotes",
                 limits::AGENT_NOTES,
             )?,
+            // Only the voice agent's post-call report sets these.
+            call_successful: None,
+            agent_duration_secs: None,
+            analysis_at: None,
         })
     }
 }

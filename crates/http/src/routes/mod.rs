@@ -6,6 +6,7 @@
 mod auth;
 mod calls;
 mod clients;
+mod elevenlabs;
 mod health;
 mod placement;
 mod twilio;
@@ -16,8 +17,8 @@ use outcall_domain::webhooks::paths;
 
 use crate::extract::{admin_gate, client_gate};
 
-/// Registers every route of the accounts, auth, call-history and call-placement API and the
-/// Twilio webhooks. `call_json` is the larger body limit of the call add/update resources
+/// Registers every route of the accounts, auth, call-history and call-placement API, the
+/// Twilio webhooks and the ElevenLabs post-call webhook. `call_json` is the larger body limit of the call add/update resources
 /// (transcripts).
 pub fn configure(cfg: &mut ServiceConfig, call_json: web::JsonConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
@@ -30,6 +31,10 @@ pub fn configure(cfg: &mut ServiceConfig, call_json: web::JsonConfig) {
                 .route(web::get().to(twilio::twiml)),
         )
         .service(web::resource(paths::TWILIO_STATUS).route(web::post().to(twilio::status)))
+        // Signed by ElevenLabs, not authenticated by token (see `VerifiedAgentWebhook`).
+        .service(
+            web::resource(paths::ELEVENLABS_POST_CALL).route(web::post().to(elevenlabs::post_call)),
+        )
         .service(
             web::scope("/auth")
                 .service(web::resource("/admin/login").route(web::post().to(auth::admin_login)))

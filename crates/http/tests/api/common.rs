@@ -10,12 +10,16 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::test::{self, TestRequest};
 use chrono::Duration;
+use outcall_domain::analysis::AnalysisMapping;
 use outcall_domain::ports::{
-    AdminRepository, CasOutcome, IssuedToken, MockAdminRepository, MockCallRepository,
-    MockClientRepository, MockClock, MockHealthProbe, MockIdGenerator, MockSecretHasher,
-    MockTelephony, MockTokenService, Principal, RepositoryError, TokenClaims, TokenError,
+    AdminRepository, AgentWebhookEvent, AgentWebhooks, BodyVerifier, CasOutcome, IssuedToken,
+    MockAdminRepository, MockCallRepository, MockClientRepository, MockClock, MockHealthProbe,
+    MockIdGenerator, MockSecretHasher, MockTelephony, MockTokenService, MockVoiceAgent, Principal,
+    RepositoryError, TokenClaims, TokenError, WebhookParseError, WebhookRejection,
 };
-use outcall_domain::services::{Authentication, CallHistory, CallPlacement, ClientAccounts};
+use outcall_domain::services::{
+    Authentication, CallHistory, CallPlacement, ClientAccounts, PostCallAnalysis,
+};
 use outcall_domain::test_support::{client_fixture, fixed_now};
 use outcall_domain::webhooks::PublicUrls;
 use outcall_domain::{AdminAccount, AdminUsername, Call, Client, ClientId, SecretHash, Timestamp};
@@ -39,9 +43,29 @@ pub struct Mocks {
     pub ids: MockIdGenerator,
     pub health: MockHealthProbe,
     pub telephony: MockTelephony,
+    pub voice: MockVoiceAgent,
+    /// The voice-agent webhook check; by default one that refuses every signature.
+    pub agent_webhooks: Arc<dyn AgentWebhooks>,
     /// Make admin lookups yield once before answering, as a real store would, so that
     /// authentication is still pending when synchronous extractors finish.
     pub slow_admin_lookups: bool,
+}
+
+/// Refuses every voice-agent webhook signature; tests of other routes never reach it.
+struct RefusingWebhooks;
+
+impl AgentWebhooks for RefusingWebhooks {
+    fn verifier(
+        &self,
+        _: Option<&str>,
+        _: Timestamp,
+    ) -> Result<Box<dyn BodyVerifier>, WebhookRejection> {
+        Err(WebhookRejection::MissingSignature)
+    }
+
+    fn parse(&self, _: &[u8]) -> Result<AgentWebhookEvent, WebhookParseError> {
+        Err(WebhookParseError("never verified".into()))
+    }
 }
 
 struct YieldingAdmins(MockAdminRepository);
@@ -116,6 +140,8 @@ impl Mocks {
             ids: MockIdGenerator::new(),
             health: MockHealthProbe::new(),
             telephony: MockTelephony::new(),
+            voice: MockVoiceAgent::new(),
+            agent_webhooks: Arc::new(RefusingWebhooks),
             slow_admin_lookups: false,
         }
     }
@@ -193,12 +219,20 @@ impl Mocks {
             calls: CallHistory::new(calls.clone(), clients.clone(), clock.clone(), ids.clone()),
             placement: CallPlacement::new(
                 clients,
-                calls,
+                calls.clone(),
                 Arc::new(self.telephony),
-                clock,
+                clock.clone(),
                 ids,
                 PublicUrls::new(PUBLIC_URL).expect("valid"),
             ),
+            analysis: PostCallAnalysis::new(
+                calls,
+                Arc::new(self.voice),
+                clock.clone(),
+                AnalysisMapping::default(),
+            ),
+            agent_webhooks: self.agent_webhooks,
+            clock,
             health: Arc::new(self.health),
         }
     }

@@ -213,3 +213,135 @@ async fn webhook_logs_carry_neither_the_signature_nor_the_callers_phone_numbers(
         );
     }
 }
+
+#[actix_web::test]
+async fn agent_webhook_logs_name_ids_and_reasons_but_never_the_signature_body_or_values() {
+    use outcall_domain::ports::AgentWebhookEvent;
+
+    use crate::agent_webhooks::{
+        GOOD_SIGNATURE, TRANSCRIPT_TEXT, bridged, find_by_conversation, mocks_answering, one,
+        report, streamed, whole,
+    };
+
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let body = format!(
+        r#"{{"type":"post_call_transcription","data":{{"conversation_id":"conv_1","marker":"BODY-MARKER-31337","transcript":[{{"role":"user","message":"{TRANSCRIPT_TEXT}"}}]}}}}"#
+    );
+
+    // Applied, with an outcome outside the allowed set.
+    let (mut mocks, _) = mocks_answering(Ok(AgentWebhookEvent::PostCall(report(
+        "conv_1",
+        &[("call_outcome", "SECRET-OUTCOME-VALUE")],
+    ))));
+    let store = store_calls(&mut mocks, Some(bridged(CallStatus::Completed)));
+    find_by_conversation(&mut mocks, &store);
+    let reply = one(mocks, HttpSettings::default(), whole(GOOD_SIGNATURE, &body)).await;
+    assert_eq!(reply.body, json!({"status": "applied"}));
+
+    // No call has this conversation.
+    let (mut mocks, _) = mocks_answering(Ok(AgentWebhookEvent::PostCall(report(
+        "conv_unknown_77",
+        &[],
+    ))));
+    mocks
+        .calls
+        .expect_find_by_conversation()
+        .returning(|_| Ok(None));
+    let reply = one(mocks, HttpSettings::default(), whole(GOOD_SIGNATURE, &body)).await;
+    assert_eq!(reply.body, json!({"status": "unknown-call"}));
+
+    // Unused event type, and a malformed body.
+    let (mocks, _) = mocks_answering(Ok(AgentWebhookEvent::Other("voice_removed".into())));
+    one(mocks, HttpSettings::default(), whole(GOOD_SIGNATURE, &body)).await;
+    let (mocks, _) = mocks_answering(Err(outcall_domain::ports::WebhookParseError(format!(
+        "invalid type: string \"{TRANSCRIPT_TEXT}\""
+    ))));
+    let reply = one(mocks, HttpSettings::default(), whole(GOOD_SIGNATURE, &body)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+    // A forged signature.
+    let (mocks, _) = mocks_answering(Ok(AgentWebhookEvent::Other("x".into())));
+    let (req, _) = streamed(
+        Some("t=1742472000,v0=forged-signature-value"),
+        body.as_bytes(),
+        64,
+    );
+    let reply = one(mocks, HttpSettings::default(), req).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+
+    let logs = capture.text();
+    for expected in [
+        "call_outcome",
+        "not a known outcome",
+        "conv_unknown_77",
+        "voice_removed",
+        "call_id=call_1",
+        "signature header is malformed",
+    ] {
+        assert!(logs.contains(expected), "{expected} is not logged:\n{logs}");
+    }
+    for secret in [
+        GOOD_SIGNATURE,
+        "0123abcd-good-signature",
+        "forged-signature-value",
+        "SECRET-OUTCOME-VALUE",
+        "BODY-MARKER-31337",
+        TRANSCRIPT_TEXT,
+        "4711-0815",
+        "brochure",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn an_event_for_no_known_call_is_a_warning_that_names_the_conversation() {
+    use outcall_domain::ports::AgentWebhookEvent;
+
+    use crate::agent_webhooks::{GOOD_SIGNATURE, mocks_answering, one, report, whole};
+
+    let capture = Capture::default();
+    let writer = capture.clone();
+    // At WARN the request spans are off: the warning must carry the id itself.
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (mut mocks, _) = mocks_answering(Ok(AgentWebhookEvent::PostCall(report(
+        "conv_unknown_77",
+        &[],
+    ))));
+    mocks
+        .calls
+        .expect_find_by_conversation()
+        .returning(|_| Ok(None));
+    let reply = one(
+        mocks,
+        HttpSettings::default(),
+        whole(GOOD_SIGNATURE, r#"{"type":"post_call_transcription"}"#),
+    )
+    .await;
+    assert_eq!(reply.body, json!({"status": "unknown-call"}));
+
+    let logs = capture.text();
+    let warning = logs
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("no known call"))
+        .unwrap_or_else(|| panic!("no warning:\n{logs}"));
+    assert!(warning.contains("conv_unknown_77"), "{warning}");
+}

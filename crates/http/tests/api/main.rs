@@ -1,6 +1,8 @@
 //! HTTP-layer tests: the real `App` over mocked ports. They check paths, status codes, JSON
 //! shapes and that invalid requests never reach a port.
 
+#[cfg(test)]
+mod agent_webhooks;
 mod auth;
 mod calls;
 mod clients;
