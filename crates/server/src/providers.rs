@@ -7,8 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use outcall_domain::ports::Telephony;
-use outcall_sandbox::{CallOutcomeScript, MediaScript, TwilioEmulator, TwilioEmulatorConfig};
+use outcall_domain::ports::{AgentWebhooks, Telephony, VoiceAgent};
+use outcall_domain::webhooks::paths;
+use outcall_elevenlabs::{ElevenLabsClient, ElevenLabsConfig, ElevenLabsWebhooks};
+use outcall_sandbox::{
+    CallOutcomeScript, ConversationScript, ElevenLabsEmulator, ElevenLabsEmulatorConfig,
+    MediaScript, ScriptTurn, ScriptedAnalysis, TwilioEmulator, TwilioEmulatorConfig, WebhookTarget,
+};
 use outcall_twilio::{MachineDetection, TwilioClient, TwilioConfig};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -25,16 +30,32 @@ pub const SANDBOX_INVALID_NUMBER: &str = "+15005550001";
 /// (kept here so they live as long as the application).
 pub struct Providers {
     pub telephony: Arc<dyn Telephony>,
-    pub twilio_emulator: Option<TwilioEmulator>,
+    pub voice_agent: Arc<dyn VoiceAgent>,
+    pub agent_webhooks: Arc<dyn AgentWebhooks>,
+    pub emulators: Option<Emulators>,
 }
 
-/// Builds the providers the settings ask for.
+/// The in-process provider emulators of sandbox mode.
+pub struct Emulators {
+    pub twilio: TwilioEmulator,
+    pub elevenlabs: ElevenLabsEmulator,
+}
+
+impl Emulators {
+    pub async fn shutdown(self) {
+        self.twilio.shutdown().await;
+        self.elevenlabs.shutdown().await;
+    }
+}
+
+/// Builds the providers the settings ask for. `public_url` is where the providers reach this
+/// service (the sandbox's agent emulator posts its webhook there).
 ///
 /// # Errors
 /// When an adapter refuses its settings or an emulator cannot start.
-pub async fn build(settings: &Settings) -> anyhow::Result<Providers> {
+pub async fn build(settings: &Settings, public_url: &str) -> anyhow::Result<Providers> {
     if settings.sandbox_enabled() {
-        return sandbox(settings).await;
+        return sandbox(settings, public_url).await;
     }
     let twilio = twilio_config(
         settings,
@@ -43,13 +64,72 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Providers> {
         settings.twilio.api_base.clone(),
     )?;
     let telephony = TwilioClient::new(twilio).context("setting up the Twilio adapter")?;
+    let (voice_agent, agent_webhooks) = elevenlabs(
+        SecretString::from(settings.elevenlabs.api_key.expose_secret().to_owned()),
+        settings.elevenlabs.api_base.clone(),
+        settings.elevenlabs.webhook_secret.expose_secret(),
+    )?;
     Ok(Providers {
         telephony: Arc::new(telephony),
-        twilio_emulator: None,
+        voice_agent,
+        agent_webhooks,
+        emulators: None,
     })
 }
 
-async fn sandbox(settings: &Settings) -> anyhow::Result<Providers> {
+fn elevenlabs(
+    api_key: SecretString,
+    api_base: String,
+    webhook_secret: &str,
+) -> anyhow::Result<(Arc<dyn VoiceAgent>, Arc<dyn AgentWebhooks>)> {
+    let mut config = ElevenLabsConfig::new(api_key);
+    config.api_base = api_base;
+    let client = ElevenLabsClient::new(config).context("setting up the ElevenLabs adapter")?;
+    let webhooks = ElevenLabsWebhooks::new(SecretString::from(webhook_secret.to_owned()))
+        .context("OUTCALL__ELEVENLABS__WEBHOOK_SECRET")?;
+    Ok((Arc::new(client), Arc::new(webhooks)))
+}
+
+/// The scripted conversation of sandbox calls: a few turns, then a post-call report.
+fn sandbox_script() -> ConversationScript {
+    let turn = |user: &str, agent: &str| ScriptTurn {
+        user: user.to_owned(),
+        // The callee "speaks" for a second and a half before each line is transcribed.
+        user_audio_ms: 1500,
+        agent: agent.to_owned(),
+    };
+    ConversationScript {
+        first_message: "Hi, this is Ava from the sandbox. Do you have a minute?".to_owned(),
+        turns: vec![
+            turn(
+                "Sure, what is it about?",
+                "We help businesses answer every call. Would a demo next week suit you?",
+            ),
+            turn(
+                "Yes, Tuesday morning works.",
+                "Great, I have booked Tuesday at 10. Thanks for your time!",
+            ),
+        ],
+        barge_in_on_turn: None,
+        end_after_turns: true,
+        ping_interval: Duration::from_secs(2),
+        analysis: ScriptedAnalysis {
+            summary: "The callee agreed to a product demo on Tuesday at 10.".to_owned(),
+            call_successful: "success".to_owned(),
+            data_collection: vec![
+                ("call_outcome".to_owned(), serde_json::json!("interested")),
+                ("call_sentiment".to_owned(), serde_json::json!("positive")),
+                ("next_action".to_owned(), serde_json::json!("demo")),
+                (
+                    "agent_notes".to_owned(),
+                    serde_json::json!("Prefers mornings"),
+                ),
+            ],
+        },
+    }
+}
+
+async fn sandbox(settings: &Settings, public_url: &str) -> anyhow::Result<Providers> {
     let account_sid = format!("AC{}", random_hex(16)?);
     let auth_token = random_hex(16)?;
     let scripts: HashMap<String, CallOutcomeScript> = [
@@ -70,7 +150,7 @@ async fn sandbox(settings: &Settings) -> anyhow::Result<Providers> {
     .into_iter()
     .map(|(number, script)| (number.to_owned(), script))
     .collect();
-    let emulator = TwilioEmulator::start(TwilioEmulatorConfig {
+    let twilio_emulator = TwilioEmulator::start(TwilioEmulatorConfig {
         account_sid: account_sid.clone(),
         auth_token: auth_token.clone(),
         ring_time: Duration::from_millis(settings.sandbox.ring_ms),
@@ -85,13 +165,46 @@ async fn sandbox(settings: &Settings) -> anyhow::Result<Providers> {
         settings,
         account_sid,
         SecretString::from(auth_token),
-        emulator.base_url(),
+        twilio_emulator.base_url(),
     )?;
     let telephony = TwilioClient::new(twilio).context("setting up the Twilio adapter")?;
-    tracing::info!(twilio = %emulator.base_url(), "sandbox Twilio emulator running");
+
+    let api_key = random_hex(16)?;
+    let webhook_secret = random_hex(16)?;
+    let agent_emulator = ElevenLabsEmulator::start(ElevenLabsEmulatorConfig {
+        api_key: api_key.clone(),
+        agents: Vec::new(),
+        script: sandbox_script(),
+        audio_chunk_ms: 100,
+        audio_realtime: true,
+        webhook: Some(WebhookTarget {
+            url: format!("{public_url}{}", paths::ELEVENLABS_POST_CALL),
+            secret: webhook_secret.clone(),
+            delay: Duration::from_millis(500),
+        }),
+        agent_output_format: "ulaw_8000".to_owned(),
+        user_input_format: "ulaw_8000".to_owned(),
+    })
+    .await
+    .context("starting the sandbox ElevenLabs emulator")?;
+    let (voice_agent, agent_webhooks) = elevenlabs(
+        SecretString::from(api_key),
+        agent_emulator.base_url(),
+        &webhook_secret,
+    )?;
+    tracing::info!(
+        twilio = %twilio_emulator.base_url(),
+        elevenlabs = %agent_emulator.base_url(),
+        "sandbox provider emulators running"
+    );
     Ok(Providers {
         telephony: Arc::new(telephony),
-        twilio_emulator: Some(emulator),
+        voice_agent,
+        agent_webhooks,
+        emulators: Some(Emulators {
+            twilio: twilio_emulator,
+            elevenlabs: agent_emulator,
+        }),
     })
 }
 

@@ -53,6 +53,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub twilio: TwilioSettings,
     pub elevenlabs: ElevenLabsSettings,
+    pub analysis: AnalysisSettings,
     pub sandbox: SandboxSettings,
     pub http: HttpLimits,
     pub telemetry: TelemetrySettings,
@@ -112,6 +113,29 @@ pub struct ElevenLabsSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct AnalysisSettings {
+    pub outcome_id: String,
+    pub sentiment_id: String,
+    pub next_action_id: String,
+    pub next_action_date_id: String,
+    pub agent_notes_id: String,
+    pub fetch_missed_after_minutes: u64,
+    pub fetch_interval_secs: u64,
+}
+
+impl AnalysisSettings {
+    pub fn mapping(&self) -> outcall_domain::analysis::AnalysisMapping {
+        outcall_domain::analysis::AnalysisMapping {
+            outcome: self.outcome_id.clone(),
+            sentiment: self.sentiment_id.clone(),
+            next_action: self.next_action_id.clone(),
+            next_action_date: self.next_action_date_id.clone(),
+            agent_notes: self.agent_notes_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct SandboxSettings {
     pub enabled: Option<bool>,
     pub ring_ms: u64,
@@ -122,6 +146,7 @@ pub struct SandboxSettings {
 pub struct HttpLimits {
     pub json_limit_bytes: usize,
     pub call_json_limit_bytes: usize,
+    pub agent_webhook_limit_bytes: usize,
     pub login_per_account_per_minute: u32,
     pub login_per_address_per_minute: u32,
     pub trust_forwarded_for: bool,
@@ -292,6 +317,12 @@ impl Settings {
         self.validate_admin()?;
         self.validate_providers()?;
         self.validate_http()?;
+        if self.analysis.fetch_missed_after_minutes > 0 && self.analysis.fetch_interval_secs == 0 {
+            return Err(SettingsError::new(
+                "analysis.fetch_interval_secs",
+                "must be at least 1 when the fallback is on",
+            ));
+        }
         Ok(())
     }
 

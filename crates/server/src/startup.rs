@@ -10,7 +10,9 @@ use actix_web::HttpServer;
 use anyhow::Context;
 use outcall_auth::{Argon2Hasher, JwtSettings, JwtTokens, RandomIds};
 use outcall_domain::ports::{Clock, IdGenerator, SecretHasher, TokenService};
-use outcall_domain::services::{Authentication, CallHistory, CallPlacement, ClientAccounts};
+use outcall_domain::services::{
+    Authentication, CallHistory, CallPlacement, ClientAccounts, PostCallAnalysis,
+};
 use outcall_domain::webhooks::PublicUrls;
 use outcall_http::{Api, ApiState, HttpSettings, LoginLimits};
 use secrecy::{ExposeSecret, SecretString};
@@ -85,6 +87,8 @@ pub struct Application {
     server: actix_web::dev::Server,
     /// Sandbox emulators live as long as the server.
     providers: Providers,
+    /// Periodic tasks, stopped when the server stops.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -107,7 +111,7 @@ impl Application {
 
         let services = Services::build(&settings, settings.database.migrate_on_start).await?;
         ensure_configured_admin(&settings, &services).await?;
-        let providers = providers::build(&settings).await?;
+        let providers = providers::build(&settings, &public_url).await?;
         let urls = PublicUrls::new(&public_url)
             .map_err(|e| anyhow::anyhow!("OUTCALL__SERVER__PUBLIC_URL: {e}"))?;
         let r = &services.repositories;
@@ -120,11 +124,22 @@ impl Application {
             urls,
         );
 
+        let analysis = PostCallAnalysis::new(
+            r.calls.clone(),
+            providers.voice_agent.clone(),
+            services.clock.clone(),
+            settings.analysis.mapping(),
+        );
+        let fallback = spawn_missed_report_fetcher(&settings, analysis.clone());
+
         let state = ApiState {
             accounts: services.accounts.clone(),
             auth: services.auth.clone(),
             calls: services.calls.clone(),
             placement,
+            analysis,
+            agent_webhooks: providers.agent_webhooks.clone(),
+            clock: services.clock.clone(),
             health: services.repositories.health.clone(),
         };
         let http = HttpSettings {
@@ -136,6 +151,7 @@ impl Application {
             },
             trust_forwarded_for: settings.http.trust_forwarded_for,
             webhook_form_limit_bytes: settings.http.json_limit_bytes,
+            agent_webhook_limit_bytes: settings.http.agent_webhook_limit_bytes,
         };
         let api = Api::new(state, http);
         let server = HttpServer::new(move || api.app())
@@ -163,6 +179,7 @@ impl Application {
             port,
             server,
             providers,
+            background: fallback.into_iter().collect(),
         })
     }
 
@@ -176,11 +193,42 @@ impl Application {
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = self.server.await.context("serving HTTP");
-        if let Some(emulator) = self.providers.twilio_emulator {
-            emulator.shutdown().await;
+        for task in self.background {
+            task.abort();
+        }
+        if let Some(emulators) = self.providers.emulators {
+            emulators.shutdown().await;
         }
         served
     }
+}
+
+/// Starts the fallback that fetches post-call reports the webhook never delivered (off when
+/// `analysis.fetch_missed_after_minutes` is 0).
+fn spawn_missed_report_fetcher(
+    settings: &Settings,
+    analysis: PostCallAnalysis,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let minutes = settings.analysis.fetch_missed_after_minutes;
+    if minutes == 0 {
+        return None;
+    }
+    let grace = chrono::Duration::minutes(i64::try_from(minutes).unwrap_or(i64::MAX / 60_000));
+    let every = Duration::from_secs(settings.analysis.fetch_interval_secs);
+    Some(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match analysis.fetch_missed_reports(grace, 50).await {
+                Ok(0) => {}
+                Ok(completed) => tracing::info!(completed, "fetched missed post-call reports"),
+                Err(error) => {
+                    tracing::warn!(error = %error, "fetching missed post-call reports failed")
+                }
+            }
+        }
+    }))
 }
 
 /// Creates or updates the admin named by `OUTCALL__ADMIN__USERNAME`/`PASSWORD`, and warns when

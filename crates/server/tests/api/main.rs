@@ -10,4 +10,5 @@ mod calls;
 mod clients;
 mod helpers;
 mod logs;
+mod post_call;
 mod twilio;
