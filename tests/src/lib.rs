@@ -39,6 +39,7 @@ pub struct Outcall {
     child: Child,
     pub base: String,
     output: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
 }
 
 /// How to start the binary: environment (on top of a cleared one), working directory, args.
@@ -92,20 +93,25 @@ impl Launch<'_> {
             .spawn()
             .context("spawning outcall")?;
         let output = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(String::new()));
         let (found_tx, found_rx) = mpsc::channel::<String>();
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for (stream, only) in [
+            (
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+                Some(stdout.clone()),
+            ),
+            (
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+                None,
+            ),
+        ] {
+            let Some(stream) = stream else { continue };
             let output = output.clone();
             let found_tx = found_tx.clone();
             std::thread::spawn(move || {
@@ -121,6 +127,10 @@ impl Launch<'_> {
                         all.push_str(&line);
                         all.push('\n');
                     }
+                    if let Some(Ok(mut mine)) = only.as_ref().map(|o| o.lock()) {
+                        mine.push_str(&line);
+                        mine.push('\n');
+                    }
                 }
             });
         }
@@ -129,6 +139,7 @@ impl Launch<'_> {
                 child,
                 base,
                 output,
+                stdout,
             }),
             Err(_) => {
                 let _ = child.kill();
@@ -140,9 +151,14 @@ impl Launch<'_> {
 }
 
 impl Outcall {
-    /// Everything the process printed so far.
+    /// Everything the process printed so far (stdout and stderr, interleaved by line).
     pub fn output(&self) -> String {
         self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// What the process wrote to stdout (the log stream).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -66,10 +66,30 @@ async fn the_binary_serves_health_from_any_directory_with_only_built_in_defaults
         data.join("outcall.sqlite").is_file(),
         "the SQLite file is created in the data directory"
     );
-    assert!(
-        server.output().contains("no admin account exists"),
-        "tells how to create an admin"
-    );
+    // First run in sandbox mode: an admin password is generated and printed once (on stderr,
+    // which is read by another thread: give it a moment).
+    let mut output = server.output();
+    for _ in 0..50 {
+        if output.contains("password: ") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        output = server.output();
+    }
+    let password = output
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("password: "))
+        .expect("the generated password is printed")
+        .to_owned();
+    assert!(output.contains("SANDBOX MODE"), "{output}");
+    let (status, login) = post(
+        &server.base,
+        "/auth/admin/login",
+        None,
+        json!({"username": "admin", "password": password}),
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
     let status = server.stop().expect("stops");
     assert!(status.success(), "SIGTERM exits cleanly: {status:?}");
 }
@@ -222,7 +242,7 @@ async fn json_logs_are_one_json_object_per_line() {
     };
     let server = launch.serve().expect("serves");
     get(&server.base, "/healthz").await;
-    let output = server.output();
+    let output = server.stdout();
     let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty());
     for line in lines {

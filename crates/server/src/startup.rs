@@ -14,6 +14,7 @@ use outcall_domain::services::{
     Authentication, CallHistory, CallPlacement, ClientAccounts, PostCallAnalysis,
 };
 use outcall_domain::webhooks::PublicUrls;
+use outcall_domain::{AdminPassword, AdminUsername};
 use outcall_http::{Api, ApiState, HttpSettings, LoginLimits};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -110,7 +111,7 @@ impl Application {
         let public_url = settings.public_url(port);
 
         let services = Services::build(&settings, settings.database.migrate_on_start).await?;
-        ensure_configured_admin(&settings, &services).await?;
+        ensure_configured_admin(&settings, &services, &public_url).await?;
         let providers = providers::build(&settings, &public_url).await?;
         let urls = PublicUrls::new(&public_url)
             .map_err(|e| anyhow::anyhow!("OUTCALL__SERVER__PUBLIC_URL: {e}"))?;
@@ -169,10 +170,17 @@ impl Application {
             "outcall listening on http://{local}"
         );
         if settings.sandbox_enabled() {
-            tracing::warn!(
-                "SANDBOX MODE: calls go to a built-in Twilio emulator, no real phone rings. Set \
-                 OUTCALL__TWILIO__ACCOUNT_SID, OUTCALL__TWILIO__AUTH_TOKEN, OUTCALL__ELEVENLABS__API_KEY, \
-                 OUTCALL__ELEVENLABS__WEBHOOK_SECRET and OUTCALL__SERVER__PUBLIC_URL to use real providers"
+            let data = match settings.database() {
+                DatabaseTarget::Sqlite { url, .. } => url,
+                other => other.redacted(),
+            };
+            tracing::warn!(database = %data, "SANDBOX MODE: no real phone rings");
+            eprintln!(
+                "\n  outcall is in SANDBOX MODE: calls go to built-in Twilio and ElevenLabs emulators,\n  \
+                 no real phone rings. Data: {data}\n  \
+                 To use real providers set OUTCALL__TWILIO__ACCOUNT_SID, OUTCALL__TWILIO__AUTH_TOKEN,\n  \
+                 OUTCALL__ELEVENLABS__API_KEY, OUTCALL__ELEVENLABS__WEBHOOK_SECRET and\n  \
+                 OUTCALL__SERVER__PUBLIC_URL (see README.md).\n"
             );
         }
         Ok(Self {
@@ -233,7 +241,11 @@ fn spawn_missed_report_fetcher(
 
 /// Creates or updates the admin named by `OUTCALL__ADMIN__USERNAME`/`PASSWORD`, and warns when
 /// no admin exists at all.
-async fn ensure_configured_admin(settings: &Settings, services: &Services) -> anyhow::Result<()> {
+async fn ensure_configured_admin(
+    settings: &Settings,
+    services: &Services,
+    public_url: &str,
+) -> anyhow::Result<()> {
     if let Some((username, password)) = settings.admin_credentials() {
         services
             .auth
@@ -241,19 +253,51 @@ async fn ensure_configured_admin(settings: &Settings, services: &Services) -> an
             .await
             .context("creating the configured admin")?;
         tracing::info!(admin = %username, "admin account configured");
-    } else if !services
+        return Ok(());
+    }
+    if services
         .auth
         .has_admin()
         .await
         .context("looking for admins")?
     {
+        return Ok(());
+    }
+    if !settings.sandbox_enabled() {
         tracing::warn!(
             "no admin account exists: set OUTCALL__ADMIN__USERNAME and OUTCALL__ADMIN__PASSWORD, \
              or run `outcall admin create --username NAME` (password on stdin)"
         );
+        return Ok(());
     }
+    // Sandbox first run: make the product usable at once, with a password nobody else knows.
+    let username = AdminUsername::parse(FIRST_RUN_ADMIN).context("first-run admin name")?;
+    let mut bytes = [0u8; 18];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("reading OS randomness: {e}"))?;
+    let generated =
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+    let password = AdminPassword::parse(&generated).context("first-run admin password")?;
+    services
+        .auth
+        .ensure_admin(&username, &password)
+        .await
+        .context("creating the first-run admin")?;
+    tracing::warn!(
+        admin = FIRST_RUN_ADMIN,
+        "created an admin for this first run; its password is printed once on stderr"
+    );
+    // Printed, not logged: log pipelines keep what they see.
+    eprintln!(
+        "\n  outcall: first run, so an admin account was created.\n    username: {FIRST_RUN_ADMIN}\n    password: {generated}\n  \
+         Log in with:\n    curl -s {public_url}/auth/admin/login -H 'Content-Type: application/json' \\\n      \
+         -d '{{\"username\":\"{FIRST_RUN_ADMIN}\",\"password\":\"{generated}\"}}'\n  \
+         It is stored only as a hash and will not be shown again.\n"
+    );
     Ok(())
 }
+
+/// The name of the admin created on a sandbox first run.
+pub const FIRST_RUN_ADMIN: &str = "admin";
 
 /// The configured signing key, or, for the embedded SQLite set-up only, one generated on first
 /// run and kept (mode 0600) in the data directory so tokens survive restarts.
