@@ -45,7 +45,7 @@
 //! * `Status=canceled` (or `completed`) on a queued/ringing call cancels it (no callback if it
 //!   was still queued); `canceled` on an answered call changes nothing.
 
-mod audio;
+pub(crate) mod audio;
 mod call;
 mod rest;
 mod sid;
