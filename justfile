@@ -8,6 +8,10 @@ run *ARGS:
 test *ARGS:
     scripts/test {{ARGS}}
 
+# Walk through the product against a running server (start it with `just run` first).
+demo *ARGS:
+    cargo run --release -p outcall -- demo {{ARGS}}
+
 # What CI runs: fmt, clippy, dependency rules, tests.
 ci:
     .ci/run

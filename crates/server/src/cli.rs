@@ -40,6 +40,32 @@ pub enum Command {
     },
     /// Load and validate the settings, print a summary without secrets, and exit.
     CheckConfig,
+    /// Walk through the product against a running server (the sandbox by default): admin
+    /// login, a new client, a call followed live, its transcript and summary, the statistics.
+    Demo {
+        /// Base URL of the running server.
+        #[arg(
+            long,
+            env = "OUTCALL_DEMO_URL",
+            default_value = "http://127.0.0.1:3000"
+        )]
+        url: String,
+        #[arg(long, env = "OUTCALL_DEMO_USERNAME", default_value = "admin")]
+        username: String,
+        /// The admin password (the README's run command sets "change me please").
+        #[arg(
+            long,
+            env = "OUTCALL_DEMO_PASSWORD",
+            default_value = "change me please",
+            hide_default_value = true
+        )]
+        password: String,
+        #[arg(long, default_value = "+12125550123")]
+        phone: String,
+        /// Seconds to wait for the call to end and be analysed.
+        #[arg(long, default_value_t = 90)]
+        timeout_secs: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +80,35 @@ pub enum AdminCommand {
 
 /// Runs the parsed command; settings problems print one line and exit with status 2.
 pub fn run(cli: Cli) -> ExitCode {
+    // The demo is a client of a running server: it needs no settings of its own.
+    if let Command::Demo {
+        url,
+        username,
+        password,
+        phone,
+        timeout_secs,
+    } = &cli.command
+    {
+        let options = crate::demo::DemoOptions {
+            url: url.clone(),
+            username: username.clone(),
+            password: password.clone(),
+            phone: phone.clone(),
+            timeout: std::time::Duration::from_secs(*timeout_secs),
+        };
+        let result = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(crate::demo::run(&options)));
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("\ndemo failed: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(err) => {
@@ -83,6 +138,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 check_config(&settings);
                 Ok(())
             }
+            Command::Demo { .. } => Ok(()), // handled above, before settings are loaded
         }
     });
     match result {

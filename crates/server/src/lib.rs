@@ -2,6 +2,7 @@
 //! command line. Integration tests drive [`startup::Application`] directly.
 
 pub mod cli;
+pub mod demo;
 pub mod providers;
 pub mod settings;
 pub mod startup;
