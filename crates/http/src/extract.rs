@@ -221,7 +221,7 @@ pub(crate) struct WebhookFormLimit(pub usize);
 const DEFAULT_WEBHOOK_FORM_LIMIT: usize = 64 * 1024;
 
 /// The header Twilio signs its webhooks with (protocols 3.1).
-const TWILIO_SIGNATURE: &str = "x-twilio-signature";
+pub(crate) const TWILIO_SIGNATURE: &str = "x-twilio-signature";
 
 /// A Twilio webhook whose `X-Twilio-Signature` is valid, with its form parameters.
 ///

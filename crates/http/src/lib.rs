@@ -32,6 +32,11 @@
 //!   [`SignedWebhook`] extractor checks `X-Twilio-Signature` before anything else happens,
 //!   and request spans show only their `callId` query parameter (a `GET` webhook carries
 //!   phone numbers in its query).
+//! - The Twilio media stream (`GET /twilio/media-stream`, a WebSocket) carries no bearer
+//!   token: the upgrade's `X-Twilio-Signature` over the stream URL is checked before the
+//!   upgrade (403 otherwise, and no agent conversation is opened), then the socket is handed
+//!   to [`ApiState::bridge`] on the accepting worker. Serving a call's TwiML prepares its agent
+//!   connection so the agent is ready when the stream starts.
 //! - The ElevenLabs post-call webhook carries no bearer token either: the
 //!   [`VerifiedAgentWebhook`] extractor checks `ElevenLabs-Signature` before reading the body,
 //!   then verifies the body as it streams in, buffering it up to
@@ -44,6 +49,7 @@ mod dto;
 mod envelope;
 mod error;
 mod extract;
+mod media;
 mod rate_limit;
 mod routes;
 mod telemetry;
@@ -59,6 +65,7 @@ use outcall_domain::ports::{AgentWebhooks, Clock, HealthProbe};
 use outcall_domain::services::{
     Authentication, CallHistory, CallPlacement, ClientAccounts, PostCallAnalysis,
 };
+use outcall_media_bridge::MediaBridge;
 use tracing_actix_web::TracingLogger;
 
 pub use error::{ApiError, Forbidden, Problem, ProviderFailure};
@@ -70,9 +77,9 @@ pub use time::Millis;
 
 use rate_limit::LoginLimiter;
 
-/// The domain services the handlers call, the readiness probe, and what the voice-agent
+/// The domain services the handlers call, the readiness probe, what the voice-agent
 /// webhook needs to be verified (the provider's signature check and the clock it is checked
-/// against).
+/// against), and the media bridge the Twilio media streams are handed to.
 #[derive(Clone)]
 pub struct ApiState {
     pub accounts: ClientAccounts,
@@ -83,6 +90,9 @@ pub struct ApiState {
     pub agent_webhooks: Arc<dyn AgentWebhooks>,
     pub clock: Arc<dyn Clock>,
     pub health: Arc<dyn HealthProbe>,
+    /// Bridges media streams to voice-agent conversations; shared by all workers (drain it
+    /// on shutdown before the workers stop).
+    pub bridge: MediaBridge,
 }
 
 /// Login attempts allowed per minute; the burst equals the per-minute quota. 0 switches a

@@ -8,6 +8,7 @@ mod calls;
 mod clients;
 mod elevenlabs;
 mod health;
+mod media;
 mod placement;
 mod twilio;
 
@@ -18,8 +19,8 @@ use outcall_domain::webhooks::paths;
 use crate::extract::{admin_gate, client_gate};
 
 /// Registers every route of the accounts, auth, call-history and call-placement API, the
-/// Twilio webhooks and the ElevenLabs post-call webhook. `call_json` is the larger body limit of the call add/update resources
-/// (transcripts).
+/// Twilio webhooks and media stream, and the ElevenLabs post-call webhook. `call_json` is the
+/// larger body limit of the call add/update resources (transcripts).
 pub fn configure(cfg: &mut ServiceConfig, call_json: web::JsonConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
@@ -31,6 +32,8 @@ pub fn configure(cfg: &mut ServiceConfig, call_json: web::JsonConfig) {
                 .route(web::get().to(twilio::twiml)),
         )
         .service(web::resource(paths::TWILIO_STATUS).route(web::post().to(twilio::status)))
+        // A WebSocket upgrade signed by Twilio (see `media::stream`).
+        .service(web::resource(paths::MEDIA_STREAM).route(web::get().to(media::stream)))
         // Signed by ElevenLabs, not authenticated by token (see `VerifiedAgentWebhook`).
         .service(
             web::resource(paths::ELEVENLABS_POST_CALL).route(web::post().to(elevenlabs::post_call)),

@@ -1,4 +1,5 @@
 //! Twilio's webhooks: the TwiML fetched when the callee answers, and call-progress events.
+//! (The media stream WebSocket is `media.rs`.)
 //! No bearer token: [`SignedWebhook`] refuses (403) anything Twilio did not sign before the
 //! handler runs.
 
@@ -11,7 +12,8 @@ use crate::dto::placement::StatusCallbackForm;
 use crate::error::ApiError;
 use crate::extract::SignedWebhook;
 
-/// `POST|GET /twilio/twiml?callId=`: connects the answered call to the media stream.
+/// `POST|GET /twilio/twiml?callId=`: connects the answered call to the media stream, and
+/// starts connecting the call's agent so it is ready when the stream starts.
 #[tracing::instrument(name = "twilio_twiml", skip_all, fields(call_id = tracing::field::Empty))]
 pub async fn twiml(
     hook: SignedWebhook,
@@ -20,6 +22,7 @@ pub async fn twiml(
     let call_id = hook.call_id()?;
     tracing::Span::current().record("call_id", tracing::field::display(&call_id));
     let twiml = state.placement.stream_twiml(&call_id).await?;
+    state.bridge.prepare(&call_id);
     Ok(HttpResponse::Ok().content_type("text/xml").body(twiml))
 }
 

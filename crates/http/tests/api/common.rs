@@ -15,15 +15,16 @@ use outcall_domain::ports::{
     AdminRepository, AgentWebhookEvent, AgentWebhooks, BodyVerifier, CasOutcome, IssuedToken,
     MockAdminRepository, MockCallRepository, MockClientRepository, MockClock, MockHealthProbe,
     MockIdGenerator, MockSecretHasher, MockTelephony, MockTokenService, MockVoiceAgent, Principal,
-    RepositoryError, TokenClaims, TokenError, WebhookParseError, WebhookRejection,
+    RepositoryError, TokenClaims, TokenError, VoiceAgent, WebhookParseError, WebhookRejection,
 };
 use outcall_domain::services::{
-    Authentication, CallHistory, CallPlacement, ClientAccounts, PostCallAnalysis,
+    Authentication, CallHistory, CallPlacement, ClientAccounts, LiveCalls, PostCallAnalysis,
 };
 use outcall_domain::test_support::{client_fixture, fixed_now};
 use outcall_domain::webhooks::PublicUrls;
 use outcall_domain::{AdminAccount, AdminUsername, Call, Client, ClientId, SecretHash, Timestamp};
 use outcall_http::{ApiState, HttpSettings};
+use outcall_media_bridge::{BridgeConfig, MediaBridge};
 use serde_json::Value;
 
 pub const ADMIN_TOKEN: &str = "admin-token";
@@ -44,6 +45,10 @@ pub struct Mocks {
     pub health: MockHealthProbe,
     pub telephony: MockTelephony,
     pub voice: MockVoiceAgent,
+    /// The voice agent the media bridge connects calls to; `voice` when `None`.
+    pub bridge_agent: Option<Arc<dyn VoiceAgent>>,
+    /// The public base URL (default [`PUBLIC_URL`]).
+    pub public_url: String,
     /// The voice-agent webhook check; by default one that refuses every signature.
     pub agent_webhooks: Arc<dyn AgentWebhooks>,
     /// Make admin lookups yield once before answering, as a real store would, so that
@@ -141,6 +146,8 @@ impl Mocks {
             health: MockHealthProbe::new(),
             telephony: MockTelephony::new(),
             voice: MockVoiceAgent::new(),
+            bridge_agent: None,
+            public_url: PUBLIC_URL.to_owned(),
             agent_webhooks: Arc::new(RefusingWebhooks),
             slow_admin_lookups: false,
         }
@@ -197,6 +204,9 @@ impl Mocks {
         let calls = Arc::new(self.calls);
         let hasher = Arc::new(self.hasher);
         let ids = Arc::new(self.ids);
+        let telephony = Arc::new(self.telephony);
+        let voice = Arc::new(self.voice);
+        let bridge_agent: Arc<dyn VoiceAgent> = self.bridge_agent.unwrap_or_else(|| voice.clone());
         let admins: Arc<dyn AdminRepository> = if self.slow_admin_lookups {
             Arc::new(YieldingAdmins(self.admins))
         } else {
@@ -218,22 +228,27 @@ impl Mocks {
             ),
             calls: CallHistory::new(calls.clone(), clients.clone(), clock.clone(), ids.clone()),
             placement: CallPlacement::new(
-                clients,
+                clients.clone(),
                 calls.clone(),
-                Arc::new(self.telephony),
+                telephony.clone(),
                 clock.clone(),
                 ids,
-                PublicUrls::new(PUBLIC_URL).expect("valid"),
+                PublicUrls::new(&self.public_url).expect("valid"),
             ),
             analysis: PostCallAnalysis::new(
-                calls,
-                Arc::new(self.voice),
+                calls.clone(),
+                voice,
                 clock.clone(),
                 AnalysisMapping::default(),
             ),
             agent_webhooks: self.agent_webhooks,
-            clock,
+            clock: clock.clone(),
             health: Arc::new(self.health),
+            bridge: MediaBridge::new(
+                LiveCalls::new(calls, clients, telephony, clock),
+                bridge_agent,
+                BridgeConfig::default(),
+            ),
         }
     }
 }

@@ -12,6 +12,8 @@ mod errors;
 #[cfg(test)]
 mod logs;
 #[cfg(test)]
+mod media_stream;
+#[cfg(test)]
 mod placement;
 #[cfg(test)]
 mod webhooks;
