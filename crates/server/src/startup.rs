@@ -11,11 +11,12 @@ use anyhow::Context;
 use outcall_auth::{Argon2Hasher, JwtSettings, JwtTokens, RandomIds};
 use outcall_domain::ports::{Clock, IdGenerator, SecretHasher, TokenService};
 use outcall_domain::services::{
-    Authentication, CallHistory, CallPlacement, ClientAccounts, PostCallAnalysis,
+    Authentication, CallHistory, CallPlacement, ClientAccounts, LiveCalls, PostCallAnalysis,
 };
 use outcall_domain::webhooks::PublicUrls;
 use outcall_domain::{AdminPassword, AdminUsername};
 use outcall_http::{Api, ApiState, HttpSettings, LoginLimits};
+use outcall_media_bridge::{BridgeConfig, MediaBridge};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::providers::{self, Providers};
@@ -90,6 +91,8 @@ pub struct Application {
     providers: Providers,
     /// Periodic tasks, stopped when the server stops.
     background: Vec<tokio::task::JoinHandle<()>>,
+    bridge: MediaBridge,
+    drain_timeout: Duration,
 }
 
 impl Application {
@@ -132,6 +135,13 @@ impl Application {
             settings.analysis.mapping(),
         );
         let fallback = spawn_missed_report_fetcher(&settings, analysis.clone());
+        let live = LiveCalls::new(
+            r.calls.clone(),
+            r.clients.clone(),
+            providers.telephony.clone(),
+            services.clock.clone(),
+        );
+        let bridge = MediaBridge::new(live, providers.voice_agent.clone(), BridgeConfig::default());
 
         let state = ApiState {
             accounts: services.accounts.clone(),
@@ -140,6 +150,7 @@ impl Application {
             placement,
             analysis,
             agent_webhooks: providers.agent_webhooks.clone(),
+            bridge: bridge.clone(),
             clock: services.clock.clone(),
             health: services.repositories.health.clone(),
         };
@@ -159,6 +170,10 @@ impl Application {
             .listen(listener)
             .context("listening")?
             .shutdown_timeout(settings.server.drain_timeout_secs)
+            // outcall handles SIGTERM/SIGINT itself: live calls drain before HTTP stops.
+            .disable_signals()
+            // 20 ms audio frames must not wait for Nagle.
+            .tcp_nodelay(true)
             .run();
 
         let local = format!("{}:{}", settings.server.host, port);
@@ -188,6 +203,8 @@ impl Application {
             server,
             providers,
             background: fallback.into_iter().collect(),
+            bridge,
+            drain_timeout: Duration::from_secs(settings.server.drain_timeout_secs),
         })
     }
 
@@ -195,12 +212,29 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM; in-flight requests get `server.drain_timeout_secs` to finish.
+    /// Serves until SIGINT/SIGTERM, then drains: live bridged calls may finish for up to
+    /// `server.drain_timeout_secs`, in-flight HTTP requests complete, and the process exits.
     ///
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let bridge = self.bridge.clone();
+        let drain_timeout = self.drain_timeout;
+        let on_signal = tokio::spawn(async move {
+            wait_for_shutdown_signal().await;
+            tracing::info!(
+                drain_timeout_secs = drain_timeout.as_secs(),
+                "shutting down: letting live calls finish"
+            );
+            let cut = bridge.drain(drain_timeout).await;
+            if cut > 0 {
+                tracing::warn!(cut, "live calls were cut at the drain timeout");
+            }
+            handle.stop(true).await;
+        });
         let served = self.server.await.context("serving HTTP");
+        on_signal.abort();
         for task in self.background {
             task.abort();
         }
@@ -208,6 +242,30 @@ impl Application {
             emulators.shutdown().await;
         }
         served
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn wait_for_shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for SIGTERM; only SIGINT stops outcall");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
     }
 }
 

@@ -210,7 +210,8 @@ impl CallPlacement {
     /// Whether a media-stream WebSocket upgrade really comes from the provider: the signature
     /// covers the stream URL as written in the TwiML (`wss://`/`ws://`) and no parameters.
     pub fn verify_stream(&self, signature: &str) -> bool {
-        self.telephony.verify_webhook(&self.urls.media_stream(), &[], signature)
+        self.telephony
+            .verify_webhook(&self.urls.media_stream(), &[], signature)
     }
 
     /// Whether a provider webhook really comes from the provider.

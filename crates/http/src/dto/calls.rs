@@ -346,6 +346,14 @@ struct CallDataView<'a> {
     conversation_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     answered_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sip_response_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_message: Option<&'a str>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    dynamic_variables: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -365,6 +373,32 @@ struct CallDetailsView<'a> {
     next_action_date: Option<Millis>,
     #[serde(skip_serializing_if = "Option::is_none")]
     agent_notes: Option<&'a str>,
+    /// The agent provider's verdict (`success`, `failure`, `unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    call_successful: Option<&'a str>,
+    /// The agent provider's measure of the conversation, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_duration: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    analysis_at: Option<Millis>,
+}
+
+/// Dynamic variables as the JSON object the client sent.
+fn variables_json(
+    vars: &outcall_domain::DynamicVariables,
+) -> serde_json::Map<String, serde_json::Value> {
+    use outcall_domain::DynamicValue;
+    vars.iter()
+        .map(|(key, value)| {
+            let json = match value {
+                DynamicValue::Text(text) => serde_json::Value::from(text.as_str()),
+                DynamicValue::Integer(n) => serde_json::Value::from(*n),
+                DynamicValue::Number(n) => serde_json::Value::from(*n),
+                DynamicValue::Bool(b) => serde_json::Value::from(*b),
+            };
+            (key.to_owned(), json)
+        })
+        .collect()
 }
 
 impl<'a> From<&'a Call> for CallView<'a> {
@@ -388,6 +422,10 @@ impl<'a> From<&'a Call> for CallView<'a> {
                 error_message: text_of(&data.error_message),
                 conversation_id: data.conversation_id.as_ref().map(ConversationId::as_str),
                 answered_by: text_of(&data.answered_by),
+                sip_response_code: data.sip_response_code,
+                end_reason: text_of(&data.end_reason),
+                first_message: text_of(&data.first_message),
+                dynamic_variables: variables_json(&data.dynamic_variables),
             },
             call_details: CallDetailsView {
                 call_outcome: details.outcome.map(CallOutcome::as_str),
@@ -397,6 +435,9 @@ impl<'a> From<&'a Call> for CallView<'a> {
                 next_action: text_of(&details.next_action),
                 next_action_date: details.next_action_date.map(Millis),
                 agent_notes: text_of(&details.agent_notes),
+                call_successful: text_of(&details.call_successful),
+                agent_duration: details.agent_duration_secs,
+                analysis_at: details.analysis_at.map(Millis),
             },
         }
     }

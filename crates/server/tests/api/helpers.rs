@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use config::Environment;
 use outcall::{Application, Settings};
-use outcall_sandbox::{CallOutcomeScript, MediaScript, TwilioEmulator, TwilioEmulatorConfig};
+use outcall_sandbox::{
+    CallOutcomeScript, ConversationScript, ElevenLabsEmulator, ElevenLabsEmulatorConfig,
+    MediaScript, TwilioEmulator, TwilioEmulatorConfig, WebhookTarget,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -17,6 +20,14 @@ pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 pub const JWT_SECRET: &str = "test-signing-key-0123456789abcdef0123456789";
 pub const TWILIO_ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const TWILIO_AUTH_TOKEN: &str = "test-twilio-auth-token";
+pub const ELEVENLABS_API_KEY: &str = "test-elevenlabs-key";
+pub const ELEVENLABS_WEBHOOK_SECRET: &str = "test-elevenlabs-webhook-secret";
+
+/// The provider emulators a test app talks to.
+pub struct TestProviders {
+    pub twilio: TwilioEmulator,
+    pub elevenlabs: ElevenLabsEmulator,
+}
 
 /// Everything every test process logged, so tests can check that nothing secret was logged.
 pub fn captured_logs() -> String {
@@ -73,15 +84,17 @@ impl TestApp {
         Self::spawn_with(&[]).await
     }
 
-    /// Starts the app against a Twilio emulator owned by the test (real-provider mode, so the
-    /// production Twilio adapter is used), answering calls after `ring` and ending them after
-    /// `talk` unless `scripts` say otherwise for a destination number.
-    pub async fn spawn_with_twilio(
+    /// Starts the app in real-provider mode against Twilio and ElevenLabs emulators owned by
+    /// the test (so the production adapters are used): calls are answered after `ring` and end
+    /// after `talk` unless `scripts` say otherwise for a destination number; the agent follows
+    /// `conversation` and posts a signed post-call webhook to the app.
+    pub async fn spawn_with_providers(
         scripts: HashMap<String, CallOutcomeScript>,
         ring: Duration,
         talk: Duration,
-    ) -> (Self, TwilioEmulator) {
-        let emulator = TwilioEmulator::start(TwilioEmulatorConfig {
+        conversation: ConversationScript,
+    ) -> (Self, TestProviders) {
+        let twilio = TwilioEmulator::start(TwilioEmulatorConfig {
             account_sid: TWILIO_ACCOUNT_SID.to_owned(),
             auth_token: TWILIO_AUTH_TOKEN.to_owned(),
             ring_time: ring,
@@ -91,7 +104,7 @@ impl TestApp {
             scripts,
         })
         .await
-        .expect("emulator starts");
+        .expect("Twilio emulator starts");
         // Real-provider mode needs the public URL up front, so pick the port ourselves.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -99,22 +112,51 @@ impl TestApp {
             .port()
             .to_string();
         let public_url = format!("http://127.0.0.1:{port}");
-        let api_base = emulator.base_url();
+        let elevenlabs = ElevenLabsEmulator::start(ElevenLabsEmulatorConfig {
+            api_key: ELEVENLABS_API_KEY.to_owned(),
+            script: conversation,
+            audio_chunk_ms: 20,
+            webhook: Some(WebhookTarget {
+                url: format!("{public_url}/webhooks/elevenlabs/post-call"),
+                secret: ELEVENLABS_WEBHOOK_SECRET.to_owned(),
+                delay: Duration::from_millis(100),
+            }),
+            ..ElevenLabsEmulatorConfig::default()
+        })
+        .await
+        .expect("ElevenLabs emulator starts");
+        let twilio_base = twilio.base_url();
+        let elevenlabs_base = elevenlabs.base_url();
         let app = Self::spawn_with(&[
             ("OUTCALL__SANDBOX__ENABLED", "false"),
             ("OUTCALL__SERVER__PORT", port.as_str()),
             ("OUTCALL__SERVER__PUBLIC_URL", public_url.as_str()),
             ("OUTCALL__TWILIO__ACCOUNT_SID", TWILIO_ACCOUNT_SID),
             ("OUTCALL__TWILIO__AUTH_TOKEN", TWILIO_AUTH_TOKEN),
-            ("OUTCALL__TWILIO__API_BASE", api_base.as_str()),
-            ("OUTCALL__ELEVENLABS__API_KEY", "test-elevenlabs-key"),
+            ("OUTCALL__TWILIO__API_BASE", twilio_base.as_str()),
+            ("OUTCALL__ELEVENLABS__API_KEY", ELEVENLABS_API_KEY),
+            ("OUTCALL__ELEVENLABS__API_BASE", elevenlabs_base.as_str()),
             (
                 "OUTCALL__ELEVENLABS__WEBHOOK_SECRET",
-                "test-elevenlabs-webhook-secret",
+                ELEVENLABS_WEBHOOK_SECRET,
             ),
         ])
         .await;
-        (app, emulator)
+        (app, TestProviders { twilio, elevenlabs })
+    }
+
+    /// As [`TestApp::spawn_with_providers`] with a one-line agent that never ends the call.
+    pub async fn spawn_with_twilio(
+        scripts: HashMap<String, CallOutcomeScript>,
+        ring: Duration,
+        talk: Duration,
+    ) -> (Self, TestProviders) {
+        let agent_never_hangs_up = ConversationScript {
+            turns: Vec::new(),
+            end_after_turns: false,
+            ..ConversationScript::default()
+        };
+        Self::spawn_with_providers(scripts, ring, talk, agent_never_hangs_up).await
     }
 
     /// Starts the app with the test defaults overridden by `overrides` (env-style names).

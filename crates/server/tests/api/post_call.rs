@@ -12,7 +12,7 @@ const WEBHOOK_SECRET: &str = "test-elevenlabs-webhook-secret";
 const PATH: &str = "/webhooks/elevenlabs/post-call";
 
 async fn setup() -> (TestApp, String, String, String) {
-    let (app, _emulator) = TestApp::spawn_with_twilio(
+    let (app, _providers) = TestApp::spawn_with_twilio(
         Default::default(),
         Duration::from_millis(100),
         Duration::from_millis(300),

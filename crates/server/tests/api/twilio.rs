@@ -8,7 +8,7 @@ use outcall_sandbox::CallOutcomeScript;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TWILIO_AUTH_TOKEN, TestApp, wait_for_call_status};
+use crate::helpers::{TWILIO_AUTH_TOKEN, TestApp, TestProviders, wait_for_call_status};
 
 const BUSY: &str = "+12125550486";
 const NO_ANSWER: &str = "+12125550487";
@@ -33,7 +33,8 @@ fn scripts() -> HashMap<String, CallOutcomeScript> {
     .collect()
 }
 
-async fn setup(talk: Duration) -> (TestApp, outcall_sandbox::TwilioEmulator, String, String) {
+/// The app, its provider emulators (kept alive for the test), an admin token and a client token.
+async fn setup(talk: Duration) -> (TestApp, TestProviders, String, String) {
     let (app, emulator) =
         TestApp::spawn_with_twilio(scripts(), Duration::from_millis(100), talk).await;
     let admin = app.admin_token().await;
@@ -70,7 +71,10 @@ async fn an_answered_call_goes_from_queued_to_completed_with_its_duration_in_his
     assert!(data["duration"].as_u64().is_some(), "{call}");
     assert!(data["endTime"].is_string());
 
-    let record = emulator.call(&sid).expect("the emulator saw the call");
+    let record = emulator
+        .twilio
+        .call(&sid)
+        .expect("the emulator saw the call");
     assert_eq!(
         record.form_values("StatusCallbackEvent"),
         ["initiated", "ringing", "answered", "completed"]
@@ -164,7 +168,7 @@ async fn an_inactive_client_cannot_call_and_nobody_chooses_the_caller_id() {
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert_eq!(
-        emulator.calls().len(),
+        emulator.twilio.calls().len(),
         1,
         "only the allowed call reached Twilio"
     );
@@ -423,7 +427,7 @@ async fn hanging_up_ends_a_live_call_and_a_finished_one_answers_409() {
         "{call}"
     );
     let sid = placed.body["callSid"].as_str().expect("sid");
-    let record = emulator.call(sid).expect("seen");
+    let record = emulator.twilio.call(sid).expect("seen");
     assert!(
         record
             .updates
