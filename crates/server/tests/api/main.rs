@@ -9,6 +9,7 @@ mod auth;
 mod bridge;
 mod calls;
 mod clients;
+mod fallback;
 mod helpers;
 mod logs;
 mod post_call;
