@@ -14,7 +14,6 @@ use sqlx::query::Query;
 use sqlx::{Postgres, Row as _};
 
 use crate::PgStore;
-use crate::dynamic;
 use crate::error::{classify, corrupt};
 use crate::rows::{self, call_columns, duration_param, sip_response_code_param, text_param};
 
@@ -43,7 +42,9 @@ fn bind_mutable<'q>(
         .bind(text_param(data.answered_by.as_ref()))
         .bind(sip_response_code_param(data.sip_response_code)?)
         .bind(text_param(data.first_message.as_ref()))
-        .bind(dynamic::to_json(&data.dynamic_variables)?)
+        .bind(outcall_domain::values::dynamic_json::to_json(
+            &data.dynamic_variables,
+        )?)
         .bind(text_param(data.end_reason.as_ref()))
         .bind(details.outcome.map(CallOutcome::as_str))
         .bind(text_param(details.summary.as_ref()))

@@ -10,7 +10,6 @@
 mod admins;
 mod calls;
 mod clients;
-mod dynamic;
 mod error;
 mod rows;
 

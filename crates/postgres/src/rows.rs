@@ -11,8 +11,6 @@ use outcall_domain::{
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
-use crate::dynamic;
-
 /// The columns [`client`] reads, in `SELECT` order.
 macro_rules! client_columns {
     () => {
@@ -153,7 +151,7 @@ pub(crate) fn call(row: &PgRow) -> anyhow::Result<Call> {
     data.sip_response_code = sip_response_code(row, "sip_response_code")?;
     data.first_message = parsed_opt(row, "first_message", text(limits::FIRST_MESSAGE))?;
     let dynamic_variables: String = get(row, "dynamic_variables")?;
-    data.dynamic_variables = dynamic::from_json(&dynamic_variables)
+    data.dynamic_variables = outcall_domain::values::dynamic_json::from_json(&dynamic_variables)
         .context("column dynamic_variables holds an invalid value")?;
     data.end_reason = parsed_opt(row, "end_reason", text(limits::END_REASON))?;
     let details = CallDetails {

@@ -17,7 +17,6 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row, Sqlite};
 
 use crate::SqliteStore;
-use crate::dynamic;
 use crate::rows::{
     corrupt, count, db_error, get, millis, opt_millis, parse, parse_opt, sql_offset, text,
     text_opt, timestamp, timestamp_opt,
@@ -75,7 +74,7 @@ fn bind_mutable(query: Query, call: &Call) -> anyhow::Result<Query> {
         }
         code => code.map(i64::from),
     };
-    let dynamic_variables = dynamic::to_json(&data.dynamic_variables)?;
+    let dynamic_variables = outcall_domain::values::dynamic_json::to_json(&data.dynamic_variables)?;
     Ok(query
         .bind(data.call_sid.as_ref().map(CallSid::as_str))
         .bind(opt_text(&data.request_id))
@@ -140,7 +139,7 @@ fn read_call(row: &SqliteRow) -> anyhow::Result<Call> {
         .context("column sip_response_code is out of range")?;
     data.first_message = text_opt(row, "first_message", limits::FIRST_MESSAGE)?;
     let dynamic_variables: String = get(row, "dynamic_variables")?;
-    data.dynamic_variables = dynamic::from_json(&dynamic_variables)
+    data.dynamic_variables = outcall_domain::values::dynamic_json::from_json(&dynamic_variables)
         .context("column dynamic_variables holds an invalid value")?;
     data.end_reason = text_opt(row, "end_reason", limits::END_REASON)?;
     let details = CallDetails {

@@ -22,7 +22,6 @@ use sqlx::sqlite::{
 mod admins;
 mod calls;
 mod clients;
-mod dynamic;
 mod rows;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

@@ -2,6 +2,7 @@
 
 mod contact;
 mod dynamic;
+pub mod dynamic_json;
 mod ids;
 mod secret;
 mod status;

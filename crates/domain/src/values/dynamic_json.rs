@@ -1,22 +1,28 @@
-//! The `dynamic_variables` column: a call's dynamic variables as one JSON object in a `TEXT`
-//! column, keys sorted. Text values are JSON strings, `Integer` a JSON integer, `Number` a JSON
-//! float (always written with a `.` or an exponent, so it reads back as a `Number`), `Bool` a
-//! JSON boolean. The text is stored as written (not `jsonb`), so `1.0` stays a float.
-//!
-//! The SQLite adapter stores the same column the same way (`crates/sqlite/src/dynamic.rs`);
-//! adapters may not depend on each other, so the mapping lives in both.
+//! Dynamic variables as one JSON object (keys sorted): the form they are stored in by every
+//! storage adapter and sent in to providers. Text values are JSON strings, `Integer` a JSON
+//! integer, `Number` a JSON float (always written with a `.` or an exponent, so it reads back as
+//! a `Number`), `Bool` a JSON boolean.
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context as _, anyhow, bail};
-use outcall_domain::{DynamicValue, DynamicVariables};
 use serde_json::Value;
+
+use super::dynamic::{DynamicValue, DynamicVariables};
+
+/// Why stored or received JSON is not a set of dynamic variables.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DynamicJsonError(String);
+
+macro_rules! bail {
+    ($($arg:tt)*) => { return Err(DynamicJsonError(format!($($arg)*))) };
+}
 
 /// The JSON object stored for `vars`.
 ///
 /// # Errors
 /// Only for a non-finite number, which [`DynamicVariables::new`] never admits.
-pub(crate) fn to_json(vars: &DynamicVariables) -> anyhow::Result<String> {
+pub fn to_json(vars: &DynamicVariables) -> Result<String, DynamicJsonError> {
     // A `BTreeMap` serializes in key order whatever features `serde_json` is built with.
     let object = vars
         .iter()
@@ -26,13 +32,16 @@ pub(crate) fn to_json(vars: &DynamicVariables) -> anyhow::Result<String> {
                 DynamicValue::Integer(n) => Value::from(*n),
                 DynamicValue::Number(n) => serde_json::Number::from_f64(*n)
                     .map(Value::Number)
-                    .ok_or_else(|| anyhow!("dynamic variable {key:?} is not a finite number"))?,
+                    .ok_or_else(|| {
+                        DynamicJsonError(format!("dynamic variable {key:?} is not a finite number"))
+                    })?,
                 DynamicValue::Bool(b) => Value::Bool(*b),
             };
             Ok((key, json))
         })
-        .collect::<anyhow::Result<BTreeMap<&str, Value>>>()?;
-    serde_json::to_string(&object).context("encoding dynamic variables as JSON")
+        .collect::<Result<BTreeMap<&str, Value>, DynamicJsonError>>()?;
+    serde_json::to_string(&object)
+        .map_err(|e| DynamicJsonError(format!("encoding dynamic variables as JSON: {e}")))
 }
 
 /// Dynamic variables back from their stored JSON object, re-validated by the domain.
@@ -40,9 +49,9 @@ pub(crate) fn to_json(vars: &DynamicVariables) -> anyhow::Result<String> {
 /// # Errors
 /// When `raw` is not a JSON object of strings, numbers and booleans, holds an integer outside
 /// `i64`, or breaks the domain's rules for dynamic variables.
-pub(crate) fn from_json(raw: &str) -> anyhow::Result<DynamicVariables> {
-    let object: BTreeMap<String, Value> =
-        serde_json::from_str(raw).context("not a JSON object of dynamic variables")?;
+pub fn from_json(raw: &str) -> Result<DynamicVariables, DynamicJsonError> {
+    let object: BTreeMap<String, Value> = serde_json::from_str(raw)
+        .map_err(|e| DynamicJsonError(format!("not a JSON object of dynamic variables: {e}")))?;
     let entries = object
         .into_iter()
         .map(|(key, json)| {
@@ -61,8 +70,8 @@ pub(crate) fn from_json(raw: &str) -> anyhow::Result<DynamicVariables> {
             };
             Ok((key, value))
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(DynamicVariables::new(entries)?)
+        .collect::<Result<Vec<_>, DynamicJsonError>>()?;
+    DynamicVariables::new(entries).map_err(|e| DynamicJsonError(e.to_string()))
 }
 
 fn kind(value: &Value) -> &'static str {
