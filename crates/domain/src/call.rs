@@ -278,8 +278,9 @@ impl Call {
     }
 
     /// Applies a provider's call-progress event through the status rules and returns whether
-    /// anything changed. Stale events change nothing; repeated ones only fill in details still
-    /// missing. A provisional failure (see [`TRANSPORT_FAILURE_CODE`]) yields to whatever the
+    /// anything changed. Stale events change nothing; repeated ones update the details they
+    /// carry (duration, answered-by, recording, SIP code) and leave the others alone; a call sid
+    /// is recorded whenever the call has none yet. A provisional failure (see [`TRANSPORT_FAILURE_CODE`]) yields to whatever the
     /// provider reports, since the call may have been placed after all.
     pub fn apply_status_event(&mut self, event: &StatusEvent, at: Timestamp) -> bool {
         let mut changed = false;
