@@ -50,6 +50,7 @@ mod envelope;
 mod error;
 mod extract;
 mod media;
+mod observe;
 mod rate_limit;
 mod routes;
 mod telemetry;
@@ -59,7 +60,7 @@ use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::ErrorHandlers;
+use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, web};
 use outcall_domain::ports::{AgentWebhooks, Clock, HealthProbe};
 use outcall_domain::services::{
@@ -73,6 +74,7 @@ pub use extract::{
     AdminPrincipal, CallIdParam, ClientIdParam, ClientPrincipal, SignedWebhook,
     VerifiedAgentWebhook,
 };
+pub use observe::{REQUEST_ID_HEADER, RequestId};
 pub use time::Millis;
 
 use rate_limit::LoginLimiter;
@@ -199,6 +201,7 @@ impl Api {
             .default_service(web::to(error::route_not_found))
             .wrap(ErrorHandlers::new().default_handler(error::json_fallback))
             .wrap(TracingLogger::<telemetry::ApiRootSpan>::new())
+            .wrap(from_fn(observe::observe))
     }
 }
 

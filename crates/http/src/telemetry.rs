@@ -1,7 +1,8 @@
 //! Request spans: `tracing-actix-web`'s, except that provider webhooks show only their
 //! `callId` query parameter. Twilio appends every callback parameter (`From`, `To`, `Called`,
 //! `Caller`: full phone numbers) to the query of a `GET` webhook, and the default span
-//! records the whole query as `http.target`.
+//! records the whole query as `http.target`. `request_id` is outcall's own [`RequestId`]
+//! (the caller's `X-Request-Id` or a generated one), not `tracing-actix-web`'s.
 
 use actix_web::Error;
 use actix_web::HttpMessage;
@@ -10,7 +11,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use outcall_domain::webhooks::paths;
 use tracing::Span;
 use tracing::field::Empty;
-use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, root_span};
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
+
+use crate::observe::RequestId;
 
 /// The query parameter a webhook span keeps.
 const KEPT_PARAMETER: &str = "callId";
@@ -19,11 +22,15 @@ pub struct ApiRootSpan;
 
 impl RootSpanBuilder for ApiRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        if is_provider_webhook(request.path()) {
-            webhook_span(request)
+        let target = if is_provider_webhook(request.path()) {
+            redacted_target(request.path(), request.query_string())
         } else {
-            root_span!(request)
-        }
+            request
+                .uri()
+                .path_and_query()
+                .map_or_else(String::new, |p| p.as_str().to_owned())
+        };
+        request_span(request, &target)
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
@@ -41,9 +48,9 @@ fn is_provider_webhook(path: &str) -> bool {
     .contains(&path)
 }
 
-/// The default span's fields (less user agent and HTTP version), with `http.target`
-/// redacted.
-fn webhook_span(request: &ServiceRequest) -> Span {
+/// The default span's fields (less user agent and HTTP version), with the given
+/// `http.target` and outcall's request id.
+fn request_span(request: &ServiceRequest, target: &str) -> Span {
     let method = request.method().as_str().to_owned();
     let route = request.match_pattern().unwrap_or_else(|| "default".into());
     let request_id = request
@@ -59,7 +66,7 @@ fn webhook_span(request: &ServiceRequest) -> Span {
         http.scheme = %connection.scheme(),
         http.host = %connection.host(),
         http.client_ip = %connection.realip_remote_addr().unwrap_or(""),
-        http.target = %redacted_target(request.path(), request.query_string()),
+        http.target = %target,
         http.status_code = Empty,
         otel.name = %format!("{method} {route}"),
         otel.kind = "server",

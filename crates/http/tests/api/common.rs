@@ -257,7 +257,10 @@ impl Mocks {
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// The body, less an error body's `requestId` (see `request_id`).
     pub body: Value,
+    /// An error body's `requestId`, checked by [`send`] to be the `X-Request-Id` header.
+    pub request_id: Option<String>,
 }
 
 impl Reply {
@@ -284,11 +287,30 @@ where
         "{status} answered with content type {content_type:?}: {}",
         String::from_utf8_lossy(&bytes)
     );
-    let body = serde_json::from_slice(&bytes).expect("a JSON body");
+    let mut body: Value = serde_json::from_slice(&bytes).expect("a JSON body");
+    let header_id = headers
+        .get(outcall_http::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .expect("every response carries X-Request-Id")
+        .to_owned();
+    let request_id = if status.is_client_error() || status.is_server_error() {
+        let id = body
+            .as_object_mut()
+            .and_then(|members| members.remove("requestId"));
+        assert_eq!(
+            id.as_ref().and_then(Value::as_str),
+            Some(header_id.as_str()),
+            "an error body carries the request id of its X-Request-Id header"
+        );
+        id.and_then(|id| id.as_str().map(str::to_owned))
+    } else {
+        None
+    };
     Reply {
         status,
         headers,
         body,
+        request_id,
     }
 }
 

@@ -16,4 +16,6 @@ mod media_stream;
 #[cfg(test)]
 mod placement;
 #[cfg(test)]
+mod request_ids;
+#[cfg(test)]
 mod webhooks;

@@ -25,6 +25,7 @@ struct Raw {
 }
 
 impl Raw {
+    /// The JSON body, less an error body's `requestId` (which must be there).
     fn json(&self) -> Value {
         assert!(
             self.content_type.starts_with("application/json"),
@@ -32,7 +33,12 @@ impl Raw {
             self.status,
             self.content_type
         );
-        serde_json::from_slice(&self.body).expect("a JSON body")
+        let mut body: Value = serde_json::from_slice(&self.body).expect("a JSON body");
+        if self.status.is_client_error() || self.status.is_server_error() {
+            let id = body.as_object_mut().and_then(|m| m.remove("requestId"));
+            assert!(id.is_some_and(|id| id.is_string()), "no requestId");
+        }
+        body
     }
 }
 

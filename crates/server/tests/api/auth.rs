@@ -125,8 +125,11 @@ async fn login_fails_identically_for_unknown_id_wrong_secret_and_inactive_or_sus
     for (id, secret) in attempts {
         let response = app.client_login(id, secret).await;
         assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{id}");
+        let mut body = response.body.clone();
+        let request_id = body.as_object_mut().and_then(|m| m.remove("requestId"));
+        assert!(request_id.is_some_and(|id| id.is_string()), "{id}");
         assert_eq!(
-            response.body,
+            body,
             json!({"error": INVALID_CLIENT_LOGIN, "statusCode": 401}),
             "{id}"
         );
