@@ -137,6 +137,12 @@ pub enum ApiError {
     /// A framework response that came without a JSON body, given one.
     #[error("HTTP {0}")]
     Http(StatusCode),
+    /// `/readyz` once shutdown has started.
+    #[error("draining")]
+    Draining,
+    /// A new call while shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
     /// `/readyz` when the store does not answer.
     #[error("not ready")]
     NotReady(#[source] anyhow::Error),
@@ -209,6 +215,14 @@ impl ApiError {
             Self::RouteNotFound => body.error("Not found"),
             Self::MethodNotAllowed => body.error("Method not allowed"),
             Self::Http(status) => body.error(status.canonical_reason().unwrap_or("Error")),
+            Self::Draining => {
+                body.status = Some("draining");
+                body.error("Service is shutting down")
+            }
+            Self::ShuttingDown => {
+                body.retry_after = Some(SHUTDOWN_RETRY_AFTER_SECS);
+                body.error("Service is shutting down")
+            }
             Self::NotReady(_) => {
                 body.status = Some("unavailable");
                 body.error("Service unavailable")
@@ -245,7 +259,9 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Http(status) => *status,
-            Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady(_) | Self::Draining | Self::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -266,6 +282,10 @@ impl ResponseError for ApiError {
         match self {
             Self::TooManyAttempts { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            Self::ShuttingDown => {
+                response
+                    .insert_header((header::RETRY_AFTER, SHUTDOWN_RETRY_AFTER_SECS.to_string()));
             }
             Self::Telephony { failure, .. } => {
                 if let Some(secs) = failure.retry_after_secs() {
@@ -407,6 +427,10 @@ const DESTINATION_CODES: [u32; 6] = [21211, 21214, 21215, 21216, 21217, 21219];
 
 /// The invalid-number code, which has its own headline.
 const INVALID_TO_CODE: u32 = 21211;
+
+/// `Retry-After` of a call refused while shutting down: another replica, or this one's
+/// successor, will take it.
+const SHUTDOWN_RETRY_AFTER_SECS: u64 = 5;
 
 /// `Retry-After` when the provider rate limits without saying for how long.
 const DEFAULT_RETRY_AFTER_SECS: u64 = 1;

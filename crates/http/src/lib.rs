@@ -57,6 +57,7 @@ mod telemetry;
 mod time;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -116,6 +117,27 @@ impl Default for LoginLimits {
     }
 }
 
+/// Whether the process is draining (shutting down): shared by every worker and the signal
+/// handler. While draining, `/readyz` answers 503 `{"status": "draining"}` and new calls are
+/// refused with 503.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts draining; there is no way back.
+    pub fn start_draining(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
     /// Largest JSON body on most routes (default 64 KiB).
@@ -133,6 +155,8 @@ pub struct HttpSettings {
     /// Key login limits by the last `X-Forwarded-For` entry instead of the peer address.
     /// Only for deployments behind a proxy that sets it (default false).
     pub trust_forwarded_for: bool,
+    /// Set by the server when shutdown starts (a fresh, ready one by default).
+    pub readiness: Readiness,
 }
 
 impl Default for HttpSettings {
@@ -144,6 +168,7 @@ impl Default for HttpSettings {
             agent_webhook_limit_bytes: 5 * 1024 * 1024,
             login_limits: LoginLimits::default(),
             trust_forwarded_for: false,
+            readiness: Readiness::new(),
         }
     }
 }
@@ -188,6 +213,7 @@ impl Api {
         App::new()
             .app_data(self.state.clone())
             .app_data(self.limiter.clone())
+            .app_data(web::Data::new(self.settings.readiness.clone()))
             .app_data(json(self.settings.json_limit_bytes))
             .app_data(extract::WebhookFormLimit(
                 self.settings.webhook_form_limit_bytes,

@@ -15,7 +15,7 @@ use outcall_domain::services::{
 };
 use outcall_domain::webhooks::PublicUrls;
 use outcall_domain::{AdminPassword, AdminUsername};
-use outcall_http::{Api, ApiState, HttpSettings, LoginLimits};
+use outcall_http::{Api, ApiState, HttpSettings, LoginLimits, Readiness};
 use outcall_media_bridge::{BridgeConfig, MediaBridge};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -92,6 +92,8 @@ pub struct Application {
     /// Periodic tasks, stopped when the server stops.
     background: Vec<tokio::task::JoinHandle<()>>,
     bridge: MediaBridge,
+    /// Turned to draining first thing on SIGTERM/SIGINT (`/readyz` 503, new calls 503).
+    readiness: Readiness,
     drain_timeout: Duration,
 }
 
@@ -154,6 +156,7 @@ impl Application {
             clock: services.clock.clone(),
             health: services.repositories.health.clone(),
         };
+        let readiness = Readiness::new();
         let http = HttpSettings {
             json_limit_bytes: settings.http.json_limit_bytes,
             call_json_limit_bytes: settings.http.call_json_limit_bytes,
@@ -164,6 +167,7 @@ impl Application {
             trust_forwarded_for: settings.http.trust_forwarded_for,
             webhook_form_limit_bytes: settings.http.json_limit_bytes,
             agent_webhook_limit_bytes: settings.http.agent_webhook_limit_bytes,
+            readiness: readiness.clone(),
         };
         let api = Api::new(state, http);
         let server = HttpServer::new(move || api.app())
@@ -204,6 +208,7 @@ impl Application {
             providers,
             background: fallback.into_iter().collect(),
             bridge,
+            readiness,
             drain_timeout: Duration::from_secs(settings.server.drain_timeout_secs),
         })
     }
@@ -221,8 +226,11 @@ impl Application {
         let handle = self.server.handle();
         let bridge = self.bridge.clone();
         let drain_timeout = self.drain_timeout;
+        let readiness = self.readiness.clone();
         let on_signal = tokio::spawn(async move {
             wait_for_shutdown_signal().await;
+            // First: the load balancer stops sending traffic, and new calls are refused.
+            readiness.start_draining();
             tracing::info!(
                 drain_timeout_secs = drain_timeout.as_secs(),
                 "shutting down: letting live calls finish"

@@ -91,6 +91,7 @@ pub fn configure(cfg: &mut ServiceConfig, call_json: web::JsonConfig) {
                 )
                 .service(
                     web::resource("/clients/{clientId}/make-call")
+                        .wrap(from_fn(placement::refuse_while_draining))
                         .route(web::post().to(placement::make_for_client)),
                 )
                 .service(
@@ -110,7 +111,11 @@ pub fn configure(cfg: &mut ServiceConfig, call_json: web::JsonConfig) {
                 )
                 .service(web::resource("/calls").route(web::get().to(calls::list_own)))
                 .service(web::resource("/calls/{callId}").route(web::get().to(calls::get_own)))
-                .service(web::resource("/make-call").route(web::post().to(placement::make_own)))
+                .service(
+                    web::resource("/make-call")
+                        .wrap(from_fn(placement::refuse_while_draining))
+                        .route(web::post().to(placement::make_own)),
+                )
                 .service(
                     web::resource("/calls/{callId}/hangup")
                         .route(web::post().to(placement::hang_up_own)),

@@ -1,14 +1,34 @@
 //! Placing and ending calls: `make-call` and `hangup`, for a client itself and for an admin
 //! acting for a client.
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use outcall_domain::services::CallRequest;
 
-use crate::ApiState;
 use crate::dto::auth::SuccessMessage;
 use crate::dto::placement::{CallPlacedResponse, MakeCallRequest};
 use crate::error::ApiError;
 use crate::extract::{AdminPrincipal, Body, CallIdParam, ClientIdParam, ClientPrincipal};
+use crate::{ApiState, Readiness};
+
+/// Refuses new calls with 503 and `Retry-After` once shutdown has started, before the
+/// request body is read (wraps the make-call resources, inside the authentication gate).
+pub async fn refuse_while_draining<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    let draining = req
+        .app_data::<web::Data<Readiness>>()
+        .is_some_and(|readiness| readiness.is_draining());
+    if draining {
+        return Ok(req
+            .error_response(ApiError::ShuttingDown)
+            .map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
 
 #[tracing::instrument(name = "make_call", skip_all, fields(client_id = %who.id(), call_id = tracing::field::Empty))]
 pub async fn make_own(

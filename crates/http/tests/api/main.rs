@@ -8,6 +8,8 @@ mod calls;
 mod clients;
 #[cfg(test)]
 mod common;
+#[cfg(test)]
+mod drain;
 mod errors;
 #[cfg(test)]
 mod logs;
