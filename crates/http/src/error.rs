@@ -276,6 +276,14 @@ impl ResponseError for ApiError {
                 tracing::error!(error = format!("{cause:#}"), "readiness check failed");
             }
             Self::Telephony { call_id, failure } => failure.log(call_id.as_ref()),
+            Self::InvalidSignature => {
+                metrics::counter!("webhook_verifications_failed_total", "source" => "twilio")
+                    .increment(1);
+            }
+            Self::InvalidWebhookSignature(_) => {
+                metrics::counter!("webhook_verifications_failed_total", "source" => "elevenlabs")
+                    .increment(1);
+            }
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());

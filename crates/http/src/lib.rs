@@ -75,8 +75,25 @@ pub use extract::{
     AdminPrincipal, CallIdParam, ClientIdParam, ClientPrincipal, SignedWebhook,
     VerifiedAgentWebhook,
 };
+pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use observe::{REQUEST_ID_HEADER, RequestId};
 pub use time::Millis;
+
+/// Latency buckets of `http_request_duration_seconds` (seconds).
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A Prometheus recorder builder with outcall's histogram buckets; the server installs it
+/// once (`install_recorder`) and passes the handle in [`HttpSettings::metrics`].
+pub fn prometheus_builder() -> metrics_exporter_prometheus::PrometheusBuilder {
+    let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+    match builder.set_buckets(&LATENCY_BUCKETS) {
+        Ok(with_buckets) => with_buckets,
+        // Only an empty bucket list is refused.
+        Err(_) => metrics_exporter_prometheus::PrometheusBuilder::new(),
+    }
+}
 
 use rate_limit::LoginLimiter;
 
@@ -157,6 +174,8 @@ pub struct HttpSettings {
     pub trust_forwarded_for: bool,
     /// Set by the server when shutdown starts (a fresh, ready one by default).
     pub readiness: Readiness,
+    /// The process's Prometheus recorder, rendered at `GET /metrics` (404 when `None`).
+    pub metrics: Option<PrometheusHandle>,
 }
 
 impl Default for HttpSettings {
@@ -169,6 +188,7 @@ impl Default for HttpSettings {
             login_limits: LoginLimits::default(),
             trust_forwarded_for: false,
             readiness: Readiness::new(),
+            metrics: None,
         }
     }
 }
@@ -214,6 +234,7 @@ impl Api {
             .app_data(self.state.clone())
             .app_data(self.limiter.clone())
             .app_data(web::Data::new(self.settings.readiness.clone()))
+            .app_data(web::Data::new(self.settings.metrics.clone()))
             .app_data(json(self.settings.json_limit_bytes))
             .app_data(extract::WebhookFormLimit(
                 self.settings.webhook_form_limit_bytes,

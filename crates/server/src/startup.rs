@@ -168,6 +168,7 @@ impl Application {
             webhook_form_limit_bytes: settings.http.json_limit_bytes,
             agent_webhook_limit_bytes: settings.http.agent_webhook_limit_bytes,
             readiness: readiness.clone(),
+            metrics: prometheus_handle(),
         };
         let api = Api::new(state, http);
         let server = HttpServer::new(move || api.app())
@@ -251,6 +252,23 @@ impl Application {
         }
         served
     }
+}
+
+/// The process's Prometheus recorder, installed on first use (several servers may run in one
+/// test process; they share it). `None`, and `/metrics` is 404, when another recorder was
+/// installed first.
+fn prometheus_handle() -> Option<outcall_http::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<outcall_http::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| match outcall_http::prometheus_builder().install_recorder() {
+            Ok(handle) => Some(handle),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot install the metrics recorder; /metrics is off");
+                None
+            }
+        })
+        .clone()
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -9,6 +9,7 @@ mod clients;
 mod elevenlabs;
 mod health;
 mod media;
+mod metrics;
 mod placement;
 mod twilio;
 
@@ -24,6 +25,7 @@ use crate::extract::{admin_gate, client_gate};
 pub fn configure(cfg: &mut ServiceConfig, call_json: web::JsonConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics::render)))
         // Signed by Twilio, not authenticated by token (see `SignedWebhook`). Twilio may be
         // configured to fetch TwiML with GET.
         .service(

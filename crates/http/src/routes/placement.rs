@@ -5,13 +5,27 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
-use outcall_domain::services::CallRequest;
+use outcall_domain::services::{CallRequest, PlacementError};
 
 use crate::dto::auth::SuccessMessage;
 use crate::dto::placement::{CallPlacedResponse, MakeCallRequest};
 use crate::error::ApiError;
 use crate::extract::{AdminPrincipal, Body, CallIdParam, ClientIdParam, ClientPrincipal};
 use crate::{ApiState, Readiness};
+
+/// Counts a placement in `calls_placed_total{result}`.
+fn counted<T>(placed: Result<T, PlacementError>) -> Result<T, PlacementError> {
+    let result = match &placed {
+        Ok(_) => "placed",
+        Err(PlacementError::ClientNotFound | PlacementError::CallNotFound) => "not_found",
+        Err(PlacementError::ClientInactive) => "client_inactive",
+        Err(PlacementError::CallAlreadyEnded) => "already_ended",
+        Err(PlacementError::Telephony { .. }) => "telephony_error",
+        Err(PlacementError::Unexpected(_)) => "error",
+    };
+    metrics::counter!("calls_placed_total", "result" => result).increment(1);
+    placed
+}
 
 /// Refuses new calls with 503 and `Retry-After` once shutdown has started, before the
 /// request body is read (wraps the make-call resources, inside the authentication gate).
@@ -37,7 +51,7 @@ pub async fn make_own(
     body: Body<MakeCallRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = CallRequest::try_from(body.0)?;
-    let placed = state.placement.place(who.id(), request).await?;
+    let placed = counted(state.placement.place(who.id(), request).await)?;
     tracing::Span::current().record("call_id", tracing::field::display(&placed.call_id));
     Ok(HttpResponse::Ok().json(CallPlacedResponse::new(&placed)))
 }
@@ -50,7 +64,7 @@ pub async fn make_for_client(
     body: Body<MakeCallRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = CallRequest::try_from(body.0)?;
-    let placed = state.placement.place(&id.0, request).await?;
+    let placed = counted(state.placement.place(&id.0, request).await)?;
     tracing::Span::current().record("call_id", tracing::field::display(&placed.call_id));
     Ok(HttpResponse::Ok().json(CallPlacedResponse::new(&placed)))
 }

@@ -16,6 +16,8 @@ mod logs;
 #[cfg(test)]
 mod media_stream;
 #[cfg(test)]
+mod metrics;
+#[cfg(test)]
 mod placement;
 #[cfg(test)]
 mod request_ids;
