@@ -11,7 +11,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use outcall_domain::webhooks::paths;
 use tracing::Span;
 use tracing::field::Empty;
-use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
+use tracing_actix_web::RootSpanBuilder;
 
 use crate::observe::RequestId;
 
@@ -33,9 +33,38 @@ impl RootSpanBuilder for ApiRootSpan {
         request_span(request, &target)
     }
 
+    /// The default records the error's `Debug` as `exception.details`; an `anyhow` cause
+    /// prints its backtrace there when `RUST_BACKTRACE` is set, one log record over many
+    /// lines. Only the one-line `Display` is kept: 5xx causes are logged where they are
+    /// mapped (`ApiError::error_response`).
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        DefaultRootSpanBuilder::on_request_end(span, outcome);
+        let (status, error) = match outcome {
+            Ok(response) => (
+                response.status(),
+                response.response().error().map(Error::as_response_error),
+            ),
+            Err(error) => {
+                let error = error.as_response_error();
+                (error.status_code(), Some(error))
+            }
+        };
+        span.record("http.status_code", i64::from(status.as_u16()));
+        span.record(
+            "otel.status_code",
+            if status.is_server_error() {
+                "ERROR"
+            } else {
+                "OK"
+            },
+        );
+        if let Some(error) = error {
+            span.record("exception.message", one_line(&error.to_string()).as_str());
+        }
     }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn is_provider_webhook(path: &str) -> bool {
@@ -73,7 +102,6 @@ fn request_span(request: &ServiceRequest, target: &str) -> Span {
         otel.status_code = Empty,
         request_id = %request_id,
         exception.message = Empty,
-        exception.details = Empty,
     )
 }
 
