@@ -276,13 +276,44 @@ pub trait CallRepository: Send + Sync {
     ) -> Result<Vec<CallActivity>, RepositoryError>;
 }
 
-/// Whether the backing store answers (for `/readyz`).
+/// How busy a store's connection pool is at one instant (for `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolUsage {
+    /// Open connections waiting for work.
+    pub idle: u32,
+    /// Open connections lent out to a query or transaction.
+    pub in_use: u32,
+    /// The most connections the pool will open.
+    pub max: u32,
+}
+
+impl PoolUsage {
+    /// From a pool's open-connection and idle counts. Pools read the two one after the
+    /// other, so a connection opened in between can make `idle` exceed `open`: `idle` is
+    /// clamped so that `idle + in_use == open` always holds.
+    pub fn from_counts(open: u32, idle: usize, max: u32) -> Self {
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(open);
+        Self {
+            idle,
+            in_use: open.saturating_sub(idle),
+            max,
+        }
+    }
+}
+
+/// Whether the backing store answers (for `/readyz`), and how busy it is (for `/metrics`).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait HealthProbe: Send + Sync {
     /// # Errors
     /// `Unexpected` when the store cannot be reached.
     async fn ping(&self) -> Result<(), RepositoryError>;
+
+    /// The connection pool's usage now, without waiting for anything; `None` for a store
+    /// without a pool.
+    fn pool_usage(&self) -> Option<PoolUsage> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -574,4 +605,42 @@ pub trait AgentWebhooks: Send + Sync {
     /// # Errors
     /// [`WebhookParseError`] when the body is not an event of the provider's shape.
     fn parse(&self, body: &[u8]) -> Result<AgentWebhookEvent, WebhookParseError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_usage_splits_open_connections_into_idle_and_in_use() {
+        assert_eq!(
+            PoolUsage::from_counts(5, 2, 10),
+            PoolUsage {
+                idle: 2,
+                in_use: 3,
+                max: 10
+            }
+        );
+        assert_eq!(
+            PoolUsage::from_counts(0, 0, 10),
+            PoolUsage {
+                idle: 0,
+                in_use: 0,
+                max: 10
+            }
+        );
+    }
+
+    #[test]
+    fn pool_usage_never_counts_more_idle_connections_than_open_ones() {
+        // A connection opened between the two reads.
+        assert_eq!(
+            PoolUsage::from_counts(3, 4, 10),
+            PoolUsage {
+                idle: 3,
+                in_use: 0,
+                max: 10
+            }
+        );
+    }
 }

@@ -15,7 +15,7 @@ mod rows;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use outcall_domain::ports::{HealthProbe, RepositoryError};
+use outcall_domain::ports::{HealthProbe, PoolUsage, RepositoryError};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -75,5 +75,13 @@ impl HealthProbe for PgStore {
             .await
             .map_err(|e| error::classify(e, "pinging PostgreSQL"))?;
         Ok(())
+    }
+
+    fn pool_usage(&self) -> Option<PoolUsage> {
+        Some(PoolUsage::from_counts(
+            self.pool.size(),
+            self.pool.num_idle(),
+            self.pool.options().get_max_connections(),
+        ))
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use outcall_domain::ports::{HealthProbe, RepositoryError};
+use outcall_domain::ports::{HealthProbe, PoolUsage, RepositoryError};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -151,5 +151,13 @@ impl HealthProbe for SqliteStore {
             .await
             .map_err(|e| rows::db_error(e, "pinging SQLite"))?;
         Ok(())
+    }
+
+    fn pool_usage(&self) -> Option<PoolUsage> {
+        Some(PoolUsage::from_counts(
+            self.pool.size(),
+            self.pool.num_idle(),
+            self.pool.options().get_max_connections(),
+        ))
     }
 }

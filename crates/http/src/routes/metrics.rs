@@ -1,5 +1,5 @@
 //! `GET /metrics`: Prometheus text exposition of the process's recorder, with the media
-//! bridge's counters read at scrape time.
+//! bridge's counters and the database pool's usage read at scrape time.
 
 use actix_web::{HttpResponse, web};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -23,6 +23,11 @@ pub async fn render(
         .absolute(bridge.frames_to_twilio);
     metrics::counter!("bridge_frames_dropped_total").absolute(bridge.frames_dropped);
     metrics::counter!("bridge_malformed_messages_total").absolute(bridge.malformed_messages);
+    if let Some(pool) = state.health.pool_usage() {
+        metrics::gauge!("db_pool_connections", "state" => "idle").set(pool.idle);
+        metrics::gauge!("db_pool_connections", "state" => "in_use").set(pool.in_use);
+        metrics::gauge!("db_pool_max_connections").set(pool.max);
+    }
     handle.run_upkeep();
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

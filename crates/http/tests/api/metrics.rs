@@ -1,9 +1,11 @@
-//! `GET /metrics`: Prometheus text with the HTTP, placement, webhook and bridge metrics.
+//! `GET /metrics`: Prometheus text with the HTTP, placement, webhook, bridge and database pool
+//! metrics.
 
 use std::sync::OnceLock;
 
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
+use outcall_domain::ports::PoolUsage;
 use outcall_http::{HttpSettings, PrometheusHandle};
 
 use crate::common::{Mocks, admin, client};
@@ -24,6 +26,14 @@ fn handle() -> PrometheusHandle {
 async fn metrics_expose_requests_by_route_placements_webhook_failures_and_the_bridge() {
     let mut mocks = Mocks::signed_in(vec![]);
     mocks.telephony.expect_verify_webhook().return_const(false);
+    mocks
+        .health
+        .expect_pool_usage()
+        .return_const(Some(PoolUsage {
+            idle: 3,
+            in_use: 2,
+            max: 10,
+        }));
     let settings = HttpSettings {
         metrics: Some(handle()),
         ..HttpSettings::default()
@@ -54,6 +64,9 @@ async fn metrics_expose_requests_by_route_placements_webhook_failures_and_the_br
         "bridge_frames_relayed_total{direction=\"to_agent\"}",
         "bridge_frames_dropped_total",
         "bridge_malformed_messages_total",
+        "db_pool_connections{state=\"idle\"} 3",
+        "db_pool_connections{state=\"in_use\"} 2",
+        "db_pool_max_connections 10",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
