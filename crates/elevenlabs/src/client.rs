@@ -2,7 +2,7 @@
 //! it.
 
 use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use async_trait::async_trait;
@@ -343,11 +343,47 @@ async fn read_bounded(
     Ok(body)
 }
 
+/// Times one operation (request and answer, or the WebSocket opening) in
+/// `provider_request_duration_seconds{provider="elevenlabs",operation}` and counts its
+/// failure in `provider_request_errors_total{provider="elevenlabs",operation,kind}`.
+async fn measured<T>(
+    operation: &'static str,
+    request: impl Future<Output = Result<T, VoiceAgentError>>,
+) -> Result<T, VoiceAgentError> {
+    let started = Instant::now();
+    let result = request.await;
+    metrics::histogram!(
+        "provider_request_duration_seconds",
+        "provider" => "elevenlabs",
+        "operation" => operation,
+    )
+    .record(started.elapsed());
+    if let Err(error) = &result {
+        metrics::counter!(
+            "provider_request_errors_total",
+            "provider" => "elevenlabs",
+            "operation" => operation,
+            "kind" => error_kind(error),
+        )
+        .increment(1);
+    }
+    result
+}
+
+/// The `kind` label of a failed request: the port error's variant.
+fn error_kind(error: &VoiceAgentError) -> &'static str {
+    match error {
+        VoiceAgentError::Rejected(_) => "rejected",
+        VoiceAgentError::Unavailable(_) => "unavailable",
+        VoiceAgentError::Closed(_) => "closed",
+    }
+}
+
 #[async_trait]
 impl VoiceAgent for ElevenLabsClient {
     async fn connect(&self, agent: &AgentId) -> Result<Box<dyn AgentConnection>, VoiceAgentError> {
-        let signed_url = self.signed_url(agent).await?;
-        let connection = self.open(&signed_url).await?;
+        let signed_url = measured("get_signed_url", self.signed_url(agent)).await?;
+        let connection = measured("open_conversation", self.open(&signed_url)).await?;
         tracing::debug!(agent_id = %agent, "agent conversation open");
         Ok(Box::new(connection))
     }
@@ -356,6 +392,24 @@ impl VoiceAgent for ElevenLabsClient {
         &self,
         conversation: &ConversationId,
     ) -> Result<Option<PostCallReport>, VoiceAgentError> {
-        self.conversation_report(conversation).await
+        measured("get_conversation", self.conversation_report(conversation)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_port_error_has_its_own_metric_kind() {
+        let kinds = [
+            VoiceAgentError::Rejected("HTTP 401".to_owned()),
+            VoiceAgentError::Unavailable(anyhow!("timed out")),
+            VoiceAgentError::Closed("1006".to_owned()),
+        ]
+        .iter()
+        .map(error_kind)
+        .collect::<Vec<_>>();
+        assert_eq!(kinds, ["rejected", "unavailable", "closed"]);
     }
 }

@@ -604,3 +604,33 @@ async fn a_wss_signed_url_is_dialled_over_tls() {
     assert_no_secrets(&error);
     server.await.expect("server");
 }
+
+#[tokio::test]
+async fn operations_are_timed_and_failures_counted_by_kind() {
+    // A recorder of this test's own (the test runs on one thread).
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+
+    let (addr, _server) = ws_server(|_socket| async {}).await;
+    let api = MockServer::start().await;
+    mount_signed_url(&api, addr).await;
+    drop(connect(&client_for(&api)).await);
+    let refusing = MockServer::start().await;
+    mount_conversation(&refusing, ResponseTemplate::new(401)).await;
+    fetch(&refusing).await.expect_err("refused");
+
+    let text = metrics.render();
+    for line in [
+        r#"provider_request_duration_seconds_count{provider="elevenlabs",operation="get_signed_url"} 1"#,
+        r#"provider_request_duration_seconds_count{provider="elevenlabs",operation="open_conversation"} 1"#,
+        r#"provider_request_duration_seconds_count{provider="elevenlabs",operation="get_conversation"} 1"#,
+        r#"provider_request_errors_total{provider="elevenlabs",operation="get_conversation",kind="rejected"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert!(
+        !text.contains(r#"operation="get_signed_url",kind="#),
+        "a success is no error:\n{text}"
+    );
+}

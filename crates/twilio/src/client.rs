@@ -1,5 +1,7 @@
 //! The REST client: placing and ending calls, and the [`Telephony`] port on top of it.
 
+use std::time::Instant;
+
 use anyhow::{Context as _, anyhow};
 use async_trait::async_trait;
 use outcall_domain::ports::{
@@ -180,11 +182,11 @@ impl TwilioClient {
 #[async_trait]
 impl Telephony for TwilioClient {
     async fn place_call(&self, call: &OutboundCall) -> Result<PlacedCall, TelephonyError> {
-        self.create_call(call).await
+        measured("create_call", self.create_call(call)).await
     }
 
     async fn end_call(&self, sid: &CallSid) -> Result<(), TelephonyError> {
-        self.complete_call(sid).await
+        measured("end_call", self.complete_call(sid)).await
     }
 
     fn stream_twiml(&self, stream: &StreamInstructions) -> String {
@@ -198,6 +200,43 @@ impl Telephony for TwilioClient {
             params,
             signature,
         )
+    }
+}
+
+/// Times one REST operation (request and answer) in
+/// `provider_request_duration_seconds{provider="twilio",operation}` and counts its failure in
+/// `provider_request_errors_total{provider="twilio",operation,kind}`.
+async fn measured<T>(
+    operation: &'static str,
+    request: impl Future<Output = Result<T, TelephonyError>>,
+) -> Result<T, TelephonyError> {
+    let started = Instant::now();
+    let result = request.await;
+    metrics::histogram!(
+        "provider_request_duration_seconds",
+        "provider" => "twilio",
+        "operation" => operation,
+    )
+    .record(started.elapsed());
+    if let Err(error) = &result {
+        metrics::counter!(
+            "provider_request_errors_total",
+            "provider" => "twilio",
+            "operation" => operation,
+            "kind" => error_kind(error),
+        )
+        .increment(1);
+    }
+    result
+}
+
+/// The `kind` label of a failed request: the port error's variant.
+fn error_kind(error: &TelephonyError) -> &'static str {
+    match error {
+        TelephonyError::Rejected { .. } => "rejected",
+        TelephonyError::RateLimited { .. } => "rate_limited",
+        TelephonyError::Unauthorized => "unauthorized",
+        TelephonyError::Unavailable(_) => "unavailable",
     }
 }
 
@@ -304,6 +343,29 @@ async fn read_bounded(
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn each_port_error_has_its_own_metric_kind() {
+        let kinds = [
+            TelephonyError::Rejected {
+                code: Some(21211),
+                message: "Invalid 'To' Phone Number".to_owned(),
+                http_status: 400,
+            },
+            TelephonyError::RateLimited {
+                retry_after_secs: None,
+            },
+            TelephonyError::Unauthorized,
+            TelephonyError::Unavailable(anyhow!("timed out")),
+        ]
+        .iter()
+        .map(error_kind)
+        .collect::<Vec<_>>();
+        assert_eq!(
+            kinds,
+            ["rejected", "rate_limited", "unauthorized", "unavailable"]
+        );
+    }
 
     fn classify(status: u16, body: &str) -> TelephonyError {
         classify_failure(

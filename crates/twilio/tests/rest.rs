@@ -624,3 +624,43 @@ fn the_port_writes_the_escaped_stream_twiml() {
          <Parameter name=\"callId\" value=\"a&quot;b\"/></Stream></Connect></Response>"
     );
 }
+
+#[tokio::test]
+async fn requests_are_timed_by_operation_and_failures_counted_by_kind() {
+    // A recorder of this test's own (the test runs on one thread).
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+
+    let placed = fake_create(ResponseTemplate::new(201).set_body_json(created_body())).await;
+    client(config(&placed))
+        .place_call(&outbound())
+        .await
+        .expect("placed");
+    let refused = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(error_body(
+            20404,
+            "The requested resource was not found",
+            404,
+        )))
+        .mount(&refused)
+        .await;
+    client(config(&refused))
+        .end_call(&CallSid::parse(CALL_SID).expect("valid"))
+        .await
+        .expect_err("rejected");
+
+    let text = metrics.render();
+    for line in [
+        r#"provider_request_duration_seconds_count{provider="twilio",operation="create_call"} 1"#,
+        r#"provider_request_duration_seconds_count{provider="twilio",operation="end_call"} 1"#,
+        r#"provider_request_errors_total{provider="twilio",operation="end_call",kind="rejected"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert!(
+        !text.contains(r#"operation="create_call",kind="#),
+        "a success is no error:\n{text}"
+    );
+}
