@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `admin create`, `check-config`.
+//! The command line: `serve`, `migrate`, `admin create`, `check-config`, `demo`, `sandbox`.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -65,6 +65,11 @@ pub enum Command {
         /// Seconds to wait for the call to end and be analysed.
         #[arg(long, default_value_t = 90)]
         timeout_secs: u64,
+    },
+    /// Run one provider emulator on its own (for a real-provider outcall pointed at it).
+    Sandbox {
+        #[command(subcommand)]
+        emulator: crate::emulate::EmulatorCommand,
     },
 }
 
@@ -139,6 +144,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Ok(())
             }
             Command::Demo { .. } => Ok(()), // handled above, before settings are loaded
+            Command::Sandbox { emulator } => crate::emulate::run(emulator).await,
         }
     });
     match result {

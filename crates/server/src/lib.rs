@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod emulate;
 pub mod providers;
 pub mod settings;
 pub mod startup;

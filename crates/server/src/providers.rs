@@ -129,9 +129,14 @@ fn sandbox_script() -> ConversationScript {
     }
 }
 
-async fn sandbox(settings: &Settings, public_url: &str) -> anyhow::Result<Providers> {
-    let account_sid = format!("AC{}", random_hex(16)?);
-    let auth_token = random_hex(16)?;
+/// The Twilio emulator of sandbox mode (and `outcall sandbox twilio`): calls to the
+/// `SANDBOX_*_NUMBER`s meet their fate, every other number answers.
+pub fn sandbox_twilio_config(
+    account_sid: String,
+    auth_token: String,
+    ring_time: Duration,
+    talk_time: Duration,
+) -> TwilioEmulatorConfig {
     let scripts: HashMap<String, CallOutcomeScript> = [
         (SANDBOX_BUSY_NUMBER, CallOutcomeScript::Busy),
         (SANDBOX_NO_ANSWER_NUMBER, CallOutcomeScript::NoAnswer),
@@ -150,15 +155,44 @@ async fn sandbox(settings: &Settings, public_url: &str) -> anyhow::Result<Provid
     .into_iter()
     .map(|(number, script)| (number.to_owned(), script))
     .collect();
-    let twilio_emulator = TwilioEmulator::start(TwilioEmulatorConfig {
-        account_sid: account_sid.clone(),
-        auth_token: auth_token.clone(),
-        ring_time: Duration::from_millis(settings.sandbox.ring_ms),
-        talk_time: Duration::from_millis(settings.sandbox.talk_ms),
+    TwilioEmulatorConfig {
+        account_sid,
+        auth_token,
+        ring_time,
+        talk_time,
         media: MediaScript::Silence,
         default_outcome: CallOutcomeScript::Answered,
         scripts,
-    })
+    }
+}
+
+/// The ElevenLabs emulator of sandbox mode (and `outcall sandbox elevenlabs`): any agent,
+/// the sandbox conversation at real-time pace in `ulaw_8000`.
+pub fn sandbox_agent_config(
+    api_key: String,
+    webhook: Option<WebhookTarget>,
+) -> ElevenLabsEmulatorConfig {
+    ElevenLabsEmulatorConfig {
+        api_key,
+        agents: Vec::new(),
+        script: sandbox_script(),
+        audio_chunk_ms: 100,
+        audio_realtime: true,
+        webhook,
+        agent_output_format: "ulaw_8000".to_owned(),
+        user_input_format: "ulaw_8000".to_owned(),
+    }
+}
+
+async fn sandbox(settings: &Settings, public_url: &str) -> anyhow::Result<Providers> {
+    let account_sid = format!("AC{}", random_hex(16)?);
+    let auth_token = random_hex(16)?;
+    let twilio_emulator = TwilioEmulator::start(sandbox_twilio_config(
+        account_sid.clone(),
+        auth_token.clone(),
+        Duration::from_millis(settings.sandbox.ring_ms),
+        Duration::from_millis(settings.sandbox.talk_ms),
+    ))
     .await
     .context("starting the sandbox Twilio emulator")?;
     let twilio = twilio_config(
@@ -171,20 +205,14 @@ async fn sandbox(settings: &Settings, public_url: &str) -> anyhow::Result<Provid
 
     let api_key = random_hex(16)?;
     let webhook_secret = random_hex(16)?;
-    let agent_emulator = ElevenLabsEmulator::start(ElevenLabsEmulatorConfig {
-        api_key: api_key.clone(),
-        agents: Vec::new(),
-        script: sandbox_script(),
-        audio_chunk_ms: 100,
-        audio_realtime: true,
-        webhook: Some(WebhookTarget {
+    let agent_emulator = ElevenLabsEmulator::start(sandbox_agent_config(
+        api_key.clone(),
+        Some(WebhookTarget {
             url: format!("{public_url}{}", paths::ELEVENLABS_POST_CALL),
             secret: webhook_secret.clone(),
             delay: Duration::from_millis(500),
         }),
-        agent_output_format: "ulaw_8000".to_owned(),
-        user_input_format: "ulaw_8000".to_owned(),
-    })
+    ))
     .await
     .context("starting the sandbox ElevenLabs emulator")?;
     let (voice_agent, agent_webhooks) = elevenlabs(
@@ -233,7 +261,7 @@ fn twilio_config(
     })
 }
 
-fn random_hex(bytes: usize) -> anyhow::Result<String> {
+pub(crate) fn random_hex(bytes: usize) -> anyhow::Result<String> {
     let mut buffer = vec![0u8; bytes];
     getrandom::fill(&mut buffer).map_err(|e| anyhow::anyhow!("reading OS randomness: {e}"))?;
     Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())

@@ -272,7 +272,7 @@ fn prometheus_handle() -> Option<outcall_http::PrometheusHandle> {
 }
 
 /// Resolves on SIGTERM or SIGINT.
-async fn wait_for_shutdown_signal() {
+pub(crate) async fn wait_for_shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

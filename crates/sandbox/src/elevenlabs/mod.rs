@@ -415,7 +415,8 @@ pub struct WebhookDelivery {
     pub error: Option<String>,
 }
 
-/// A running ElevenLabs emulator bound to `127.0.0.1` on an ephemeral port.
+/// A running ElevenLabs emulator, bound to `127.0.0.1` on an ephemeral port unless started
+/// with [`ElevenLabsEmulator::start_on`].
 pub struct ElevenLabsEmulator {
     shared: Arc<Shared>,
     address: SocketAddr,
@@ -437,10 +438,21 @@ impl ElevenLabsEmulator {
     /// # Errors
     /// Outside a tokio runtime, an unsupported audio format, or when binding fails.
     pub async fn start(config: ElevenLabsEmulatorConfig) -> anyhow::Result<Self> {
+        Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Like [`Self::start`], bound to `address` (a manual run on a fixed port).
+    ///
+    /// # Errors
+    /// As [`Self::start`].
+    pub async fn start_on(
+        config: ElevenLabsEmulatorConfig,
+        address: SocketAddr,
+    ) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Handle::try_current()
             .context("the ElevenLabs emulator must start inside a tokio runtime")?;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-            .context("binding the ElevenLabs emulator to 127.0.0.1:0")?;
+        let listener = std::net::TcpListener::bind(address)
+            .with_context(|| format!("binding the ElevenLabs emulator to {address}"))?;
         let address = listener.local_addr().context("reading the bound address")?;
         listener
             .set_nonblocking(true)

@@ -337,7 +337,8 @@ pub enum StreamEnd {
     Failed { error: String },
 }
 
-/// A running Twilio emulator bound to `127.0.0.1` on an ephemeral port.
+/// A running Twilio emulator, bound to `127.0.0.1` on an ephemeral port unless started with
+/// [`TwilioEmulator::start_on`].
 pub struct TwilioEmulator {
     shared: Arc<Shared>,
     address: SocketAddr,
@@ -359,12 +360,23 @@ impl TwilioEmulator {
     /// # Errors
     /// Outside a tokio runtime, or when binding or building the HTTP client fails.
     pub async fn start(config: TwilioEmulatorConfig) -> anyhow::Result<Self> {
+        Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Like [`Self::start`], bound to `address` (a manual run on a fixed port).
+    ///
+    /// # Errors
+    /// As [`Self::start`].
+    pub async fn start_on(
+        config: TwilioEmulatorConfig,
+        address: SocketAddr,
+    ) -> anyhow::Result<Self> {
         // Only needed for `wss://` streams; an already installed provider is fine.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let runtime = tokio::runtime::Handle::try_current()
             .context("the Twilio emulator must start inside a tokio runtime")?;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-            .context("binding the Twilio emulator to 127.0.0.1:0")?;
+        let listener = std::net::TcpListener::bind(address)
+            .with_context(|| format!("binding the Twilio emulator to {address}"))?;
         let address = listener.local_addr().context("reading the bound address")?;
         let shared = Arc::new(Shared::new(config, runtime)?);
         let server = rest::server(shared.clone(), listener)?;
