@@ -79,20 +79,27 @@ pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use observe::{REQUEST_ID_HEADER, RequestId};
 pub use time::Millis;
 
-/// Latency buckets of `http_request_duration_seconds` (seconds).
+/// Latency buckets of `http_request_duration_seconds` and every other histogram (seconds).
 const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Buckets of `bridge_relay_latency_seconds`: a relayed audio frame takes well under a
+/// millisecond on a healthy replica, and 20 ms (one frame's worth of audio) is already late.
+const RELAY_BUCKETS: [f64; 11] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25,
 ];
 
 /// A Prometheus recorder builder with outcall's histogram buckets; the server installs it
 /// once (`install_recorder`) and passes the handle in [`HttpSettings::metrics`].
 pub fn prometheus_builder() -> metrics_exporter_prometheus::PrometheusBuilder {
-    let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
-    match builder.set_buckets(&LATENCY_BUCKETS) {
-        Ok(with_buckets) => with_buckets,
-        // Only an empty bucket list is refused.
-        Err(_) => metrics_exporter_prometheus::PrometheusBuilder::new(),
-    }
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let relay = Matcher::Full("bridge_relay_latency_seconds".to_owned());
+    // Only an empty bucket list is refused, and neither list is empty.
+    PrometheusBuilder::new()
+        .set_buckets(&LATENCY_BUCKETS)
+        .and_then(|builder| builder.set_buckets_for_metric(relay, &RELAY_BUCKETS))
+        .unwrap_or_else(|_| PrometheusBuilder::new())
 }
 
 use rate_limit::LoginLimiter;

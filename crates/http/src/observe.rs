@@ -156,6 +156,25 @@ mod tests {
     }
 
     #[test]
+    fn relay_latency_has_sub_millisecond_buckets_and_other_histograms_the_http_ones() {
+        let recorder = crate::prometheus_builder().build_recorder();
+        let text = metrics::with_local_recorder(&recorder, || {
+            metrics::histogram!("bridge_relay_latency_seconds", "direction" => "caller_to_agent")
+                .record(0.0003);
+            metrics::histogram!("provider_request_duration_seconds").record(0.2);
+            recorder.handle().render()
+        });
+        for line in [
+            r#"bridge_relay_latency_seconds_bucket{direction="caller_to_agent",le="0.00025"} 0"#,
+            r#"bridge_relay_latency_seconds_bucket{direction="caller_to_agent",le="0.0005"} 1"#,
+            r#"provider_request_duration_seconds_bucket{le="0.1"} 0"#,
+            r#"provider_request_duration_seconds_bucket{le="0.25"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+
+    #[test]
     fn a_generated_id_is_a_simple_uuid() {
         let id = RequestId::from_header(None);
         assert_eq!(id.as_str().len(), 32);

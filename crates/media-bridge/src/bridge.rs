@@ -19,6 +19,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tracing::{debug, info, warn};
 
+use self::latency::{RelayTimer, Source};
 use crate::protocol;
 use crate::session::{Counters, Disposition, EndReason, Output, Session, SessionConfig};
 
@@ -515,6 +516,7 @@ impl MediaBridge {
         let mut claimed: Option<CallId> = None;
         let mut abort = self.shared.abort.subscribe();
         let mut synced = Counters::default();
+        let mut latency = RelayTimer::new();
         // One timer per call, re-armed only when a deadline comes earlier than the armed one
         // or after it fired: idle deadlines move on every frame.
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
@@ -529,15 +531,17 @@ impl MediaBridge {
                     Output::ToTwilio(text) => {
                         if twilio.feed(text).await.is_ok() {
                             unflushed = true;
+                            latency.fed_to_twilio();
                         } else {
                             session.twilio_closed();
                         }
                     }
                     Output::ToAgent(text) => {
-                        if let Some(connection) = agent.as_mut()
-                            && let Err(e) = connection.send(text).await
-                        {
-                            session.agent_closed(Some(describe(&e).to_owned()));
+                        if let Some(connection) = agent.as_mut() {
+                            match connection.send(text).await {
+                                Ok(()) => latency.sent_to_agent(std_now()),
+                                Err(e) => session.agent_closed(Some(describe(&e).to_owned())),
+                            }
                         }
                     }
                     Output::Started(start) => {
@@ -568,10 +572,15 @@ impl MediaBridge {
                     }
                 }
             }
-            if unflushed && twilio.flush().await.is_err() {
-                session.twilio_closed();
-                continue;
+            if unflushed {
+                if twilio.flush().await.is_err() {
+                    latency.done();
+                    session.twilio_closed();
+                    continue;
+                }
+                latency.flushed_to_twilio(std_now());
             }
+            latency.done();
             self.stats.add(session.counters(), &mut synced);
 
             let now = Instant::now();
@@ -592,7 +601,11 @@ impl MediaBridge {
 
             tokio::select! {
                 message = twilio.next() => match message {
-                    Some(Ok(text)) => session.handle_twilio_text(&text, std_now()),
+                    Some(Ok(text)) => {
+                        let now = std_now();
+                        latency.received(Source::Twilio, now);
+                        session.handle_twilio_text(&text, now);
+                    }
                     Some(Err(e)) => {
                         debug!(call_id = ?claimed, error = %e, "the Twilio socket failed");
                         session.twilio_closed();
@@ -600,7 +613,11 @@ impl MediaBridge {
                     None => session.twilio_closed(),
                 },
                 message = next_agent_message(agent) => match message {
-                    Some(Ok(text)) => session.handle_agent_text(&text, std_now()),
+                    Some(Ok(text)) => {
+                        let now = std_now();
+                        latency.received(Source::Agent, now);
+                        session.handle_agent_text(&text, now);
+                    }
                     Some(Err(e)) => {
                         warn!(call_id = ?claimed, error = %e, "the agent connection failed");
                         session.agent_closed(Some(describe(&e).to_owned()));
@@ -832,5 +849,6 @@ impl<St: Unpin, Si: Sink<String> + Unpin> Sink<String> for Duplex<St, Si> {
     }
 }
 
+mod latency;
 #[cfg(test)]
 mod tests;

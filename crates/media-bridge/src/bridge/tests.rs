@@ -825,3 +825,35 @@ async fn a_thousand_short_calls_leave_no_session_task_or_prepared_connection_beh
         .num_alive_tasks();
     assert_eq!(tasks, 0, "no task outlives its call");
 }
+
+#[tokio::test]
+async fn relayed_frames_are_timed_per_direction_and_pongs_are_not() {
+    // A recorder of this test's own: the test and the bridge run on this one thread.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+
+    let mut h = harness(0);
+    let (run, mut caller, mut peer, _) = h.connected_call().await;
+    peer.ready("conv_1");
+    peer.sync().await;
+    for i in 0..3 {
+        caller.send(media(&format!("in{i}")));
+        peer.say(agent_audio(&format!("out{i}"), 1));
+    }
+    for _ in 0..3 {
+        assert!(peer.next().await.expect("connected")["user_audio_chunk"].is_string());
+        assert_eq!(caller.next().await.expect("connected")["event"], "media");
+    }
+    peer.sync().await;
+    caller.send(STOP);
+    within(run).await.expect("the bridge ends cleanly");
+
+    let text = metrics.render();
+    for line in [
+        r#"bridge_relay_latency_seconds_count{direction="caller_to_agent"} 3"#,
+        r#"bridge_relay_latency_seconds_count{direction="agent_to_caller"} 3"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
