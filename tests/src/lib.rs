@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+pub mod api;
+pub mod providers;
+pub mod proxy;
+
 /// The `outcall` binary cargo built for this test run (`target/<profile>/outcall`), building it
 /// first when a lone `cargo test -p outcall-e2e` has not.
 pub fn outcall_binary() -> anyhow::Result<PathBuf> {
@@ -161,12 +165,58 @@ impl Outcall {
         self.stdout.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
-        Command::new("kill")
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The bound address (`127.0.0.1:PORT`), from the logged base URL.
+    ///
+    /// # Errors
+    /// When the logged address is not `http://HOST:PORT`.
+    pub fn address(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let host_port = self.base.trim_start_matches("http://");
+        host_port
+            .parse()
+            .with_context(|| format!("{} is not http://HOST:PORT", self.base))
+    }
+
+    /// Sends SIGTERM without waiting.
+    ///
+    /// # Errors
+    /// When `kill` cannot be run or fails.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .context("sending SIGTERM")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed: {status:?}", self.child.id());
+        }
+        Ok(())
+    }
+
+    /// Waits (without blocking the async runtime) for the process to exit, at most `within`.
+    ///
+    /// # Errors
+    /// When it is still running after `within` (it is killed then).
+    pub async fn wait_for_exit(&mut self, within: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().context("waiting")? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = self.child.kill();
+                bail!("outcall did not exit within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
+        self.terminate()?;
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait().context("waiting")? {
                 return Ok(status);
@@ -202,4 +252,27 @@ pub async fn fresh_postgres_database() -> anyhow::Result<String> {
     let mut url = url::Url::parse(&server).context("DATABASE_URL is not a URL")?;
     url.set_path(&name);
     Ok(url.to_string())
+}
+
+/// Starts several processes at once (as replicas start together in a rollout) and waits until
+/// each has logged its address. Blocks: call it with `tokio::task::block_in_place` from an
+/// async test.
+///
+/// # Errors
+/// When any of them does not start.
+pub fn serve_together(launches: &[Launch<'_>]) -> anyhow::Result<Vec<Outcall>> {
+    std::thread::scope(|scope| {
+        let started: Vec<_> = launches
+            .iter()
+            .map(|launch| scope.spawn(move || launch.serve()))
+            .collect();
+        started
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a start-up thread panicked"))?
+            })
+            .collect()
+    })
 }
