@@ -3,6 +3,7 @@
 use outcall_domain::ports::{IssuedToken, Principal};
 use outcall_domain::{Client, ClientSecret};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::field::{Field, FieldError};
 use crate::error::{ApiError, Problem};
@@ -33,11 +34,13 @@ fn required_strings<const N: usize>(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct AdminLoginRequest {
     #[serde(default)]
+    #[schema(value_type = String, required = true)]
     username: Field,
     #[serde(default)]
+    #[schema(value_type = String, required = true, format = Password)]
     password: Field,
 }
 
@@ -57,12 +60,14 @@ impl TryFrom<AdminLoginRequest> for AdminCredentials {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientLoginRequest {
     #[serde(default)]
+    #[schema(value_type = String, required = true)]
     client_id: Field,
     #[serde(default)]
+    #[schema(value_type = String, required = true, format = Password)]
     client_secret: Field,
 }
 
@@ -86,9 +91,11 @@ impl TryFrom<ClientLoginRequest> for ClientCredentials {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct VerifyRequest {
+    /// The token to check.
     #[serde(default)]
+    #[schema(value_type = String, required = true)]
     token: Field,
 }
 
@@ -99,12 +106,15 @@ impl VerifyRequest {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangeSecretRequest {
     #[serde(default)]
+    #[schema(value_type = String, required = true, format = Password)]
     current_secret: Field,
+    /// The new secret, checked by the same rules as on create.
     #[serde(default)]
+    #[schema(value_type = String, required = true, format = Password)]
     new_secret: Field,
 }
 
@@ -128,7 +138,7 @@ impl TryFrom<ChangeSecretRequest> for SecretChange {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminLoginResponse<'a> {
     success: bool,
@@ -138,7 +148,7 @@ pub struct AdminLoginResponse<'a> {
     expires_at: Option<Millis>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct AdminView<'a> {
     username: &'a str,
 }
@@ -158,7 +168,7 @@ impl<'a> AdminLoginResponse<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientLoginResponse<'a> {
     success: bool,
@@ -167,17 +177,18 @@ pub struct ClientLoginResponse<'a> {
     client: LoginClientView<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct LoginClientView<'a> {
     client_id: &'a str,
+    #[schema(schema_with = super::schema::client_status)]
     status: &'static str,
     twilio_phone_number: &'a str,
     agent_id: &'a str,
     client_meta: LoginMetaView<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct LoginMetaView<'a> {
     full_name: &'a str,
@@ -208,7 +219,7 @@ impl<'a> ClientLoginResponse<'a> {
 }
 
 /// `POST /auth/refresh` and the token part of `POST /auth/change-secret`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenResponse<'a> {
     success: bool,
@@ -234,15 +245,18 @@ impl<'a> TokenResponse<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyResponse<'a> {
     valid: bool,
+    /// The token's client, when valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
     /// Present (possibly `null`) only for a valid token.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Millis>)]
     expires_at: Option<Option<Millis>>,
+    /// Why the token is not valid, when it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'static str>,
 }
@@ -267,7 +281,7 @@ impl<'a> VerifyResponse<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SuccessMessage {
     success: bool,
     message: &'static str,

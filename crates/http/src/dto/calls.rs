@@ -8,81 +8,109 @@ use outcall_domain::{
     CallStatus, ClientId, ConversationId, NewCall, PhoneNumber, Sentiment, TextError, Timestamp,
 };
 use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
 
 use super::field::{Field, FieldError, Obj, Unknown, parse_with, unknown_paths};
 use crate::error::{ApiError, Problem};
 use crate::time::{self, Millis};
 
 /// `callDetails` in an add or an update. Empty strings mean "not set".
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DetailsRequest {
     #[serde(default)]
+    #[schema(schema_with = super::schema::call_outcome)]
     call_outcome: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     call_summary: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     call_transcript: Field,
     #[serde(default)]
+    #[schema(schema_with = super::schema::sentiment)]
     call_sentiment: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     next_action: Field,
     #[serde(default)]
+    #[schema(value_type = String, format = DateTime)]
     next_action_date: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     agent_notes: Field,
     #[serde(flatten)]
+    #[schema(ignore)]
     unknown: Unknown,
 }
 
 /// `callData` in `POST /admin/clients/{clientId}/calls`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AddCallData {
     #[serde(default)]
+    #[schema(value_type = String)]
     call_sid: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     request_id: Field,
     #[serde(default)]
+    #[schema(value_type = String, required = true, example = "+14155550100")]
     phone: Field,
     #[serde(default)]
+    #[schema(value_type = String, example = "+14155550100")]
     from: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     agent_id: Field,
     #[serde(default)]
+    #[schema(value_type = String, format = DateTime)]
     start_time: Field,
     #[serde(default)]
+    #[schema(value_type = String, format = DateTime)]
     end_time: Field,
     #[serde(default)]
+    #[schema(value_type = u32, maximum = 604800)]
     duration: Field,
     #[serde(default)]
+    #[schema(schema_with = super::schema::call_status)]
     status: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     recording_url: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     error_code: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     error_message: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     conversation_id: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     answered_by: Field,
     /// Sent by the original system; accepted and ignored.
     #[serde(default)]
     #[allow(dead_code)]
+    #[schema(value_type = u32)]
     call_count: Field,
     #[serde(flatten)]
+    #[schema(ignore)]
     unknown: Unknown,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AddCallRequest {
     #[serde(default)]
+    #[schema(value_type = AddCallData, required = true)]
     call_data: Obj<AddCallData>,
     #[serde(default)]
+    #[schema(value_type = DetailsRequest)]
     call_details: Obj<DetailsRequest>,
     #[serde(flatten)]
+    #[schema(ignore)]
     unknown: Unknown,
 }
 
@@ -224,33 +252,43 @@ impl TryFrom<AddCallRequest> for NewCall {
 
 /// `callData` in `PUT /admin/clients/{clientId}/calls/{callId}`: what may change after the
 /// call was recorded.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateCallData {
     #[serde(default)]
+    #[schema(value_type = String)]
     call_sid: Field,
     #[serde(default)]
+    #[schema(value_type = String, format = DateTime)]
     end_time: Field,
     #[serde(default)]
+    #[schema(value_type = u32, maximum = 604800)]
     duration: Field,
     #[serde(default)]
+    #[schema(schema_with = super::schema::call_status)]
     status: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     recording_url: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     conversation_id: Field,
     #[serde(flatten)]
+    #[schema(ignore)]
     unknown: Unknown,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateCallRequest {
     #[serde(default)]
+    #[schema(value_type = UpdateCallData)]
     call_data: Obj<UpdateCallData>,
     #[serde(default)]
+    #[schema(value_type = DetailsRequest)]
     call_details: Obj<DetailsRequest>,
     #[serde(flatten)]
+    #[schema(ignore)]
     unknown: Unknown,
 }
 
@@ -310,7 +348,7 @@ fn text_of(text: &Option<BoundedText>) -> Option<&str> {
 }
 
 /// One call as every read shows it; unset optional members are omitted.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallView<'a> {
     call_id: &'a str,
@@ -318,7 +356,7 @@ pub struct CallView<'a> {
     call_details: CallDetailsView<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CallDataView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -335,6 +373,7 @@ struct CallDataView<'a> {
     end_time: Option<Millis>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration: Option<u32>,
+    #[schema(schema_with = super::schema::call_status)]
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     recording_url: Option<&'a str>,
@@ -353,19 +392,23 @@ struct CallDataView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     first_message: Option<&'a str>,
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    /// The dynamic variables the call was placed with (strings, numbers, booleans).
+    #[schema(value_type = Object)]
     dynamic_variables: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CallDetailsView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::call_outcome)]
     call_outcome: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     call_summary: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     call_transcript: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::sentiment)]
     call_sentiment: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_action: Option<&'a str>,
@@ -443,7 +486,7 @@ impl<'a> From<&'a Call> for CallView<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallListResponse<'a> {
     client_id: &'a str,
@@ -471,7 +514,7 @@ impl<'a> CallListResponse<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallAddedResponse<'a> {
     message: &'static str,
@@ -513,19 +556,22 @@ fn outcomes(tally: &Tally<CallOutcome>) -> TallyView<'_, CallOutcome> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallStatsResponse<'a> {
     client_id: &'a str,
     stats: StatsView<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct StatsView<'a> {
     total_calls: u64,
+    #[schema(schema_with = super::schema::calls_by_status)]
     calls_by_status: TallyView<'a, CallStatus>,
+    #[schema(schema_with = super::schema::calls_by_outcome)]
     calls_by_outcome: TallyView<'a, CallOutcome>,
+    #[schema(schema_with = super::schema::calls_by_sentiment)]
     calls_by_sentiment: TallyView<'a, Sentiment>,
     total_duration: u64,
     average_duration: u64,
@@ -550,13 +596,13 @@ impl<'a> CallStatsResponse<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DashboardResponse<'a> {
     clients: ClientCountsView,
     calls: CallCountsView<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ClientCountsView {
     active: u64,
     /// Inactive and Suspended together, as the contract's dashboard counts them.
@@ -565,12 +611,14 @@ struct ClientCountsView {
     total: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CallCountsView<'a> {
     recent: u64,
     total: u64,
+    #[schema(schema_with = super::schema::calls_by_outcome)]
     by_outcome: TallyView<'a, CallOutcome>,
+    #[schema(schema_with = super::schema::calls_by_status)]
     by_status: TallyView<'a, CallStatus>,
 }
 
@@ -594,14 +642,15 @@ impl<'a> DashboardResponse<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ActivityResponse<'a> {
+    #[schema(example = "7 days")]
     period: String,
     count: usize,
     activities: Vec<ActivityView<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ActivityView<'a> {
     client_id: &'a str,
@@ -612,11 +661,13 @@ struct ActivityView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     call_sid: Option<&'a str>,
     phone: &'a str,
+    #[schema(schema_with = super::schema::call_status)]
     status: &'static str,
     start_time: Millis,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::call_outcome)]
     outcome: Option<&'static str>,
 }
 

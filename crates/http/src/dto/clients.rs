@@ -7,50 +7,71 @@ use outcall_domain::{
     MetaPatch, NewClient, PhoneNumber, ProfilePatch,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::field::{Field, FieldError, Obj, Unknown, parse_with, unknown_paths};
 use crate::error::{ApiError, Problem};
 use crate::time::Millis;
 
 /// `clientMeta` in a create or an admin update.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetaRequest {
+    /// Required on create.
     #[serde(default)]
+    #[schema(value_type = String, example = "Jane Doe")]
     full_name: Field,
+    /// Required on create; unique among clients.
     #[serde(default)]
+    #[schema(value_type = String, format = Email)]
     email: Field,
+    /// Required on create (E.164).
     #[serde(default)]
+    #[schema(value_type = String, example = "+14155550100")]
     phone: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     business_name: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     city: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     job_title: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     notes: Field,
     #[serde(flatten)]
+    #[schema(ignore)]
     unknown: Unknown,
 }
 
 /// `POST /admin/clients`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateClientRequest {
+    /// Generated when absent.
     #[serde(default)]
+    #[schema(value_type = String)]
     client_id: Field,
+    /// Generated when absent; shown once in the response.
     #[serde(default)]
+    #[schema(value_type = String, format = Password)]
     client_secret: Field,
     #[serde(default)]
+    #[schema(schema_with = super::schema::client_status)]
     status: Field,
     #[serde(default)]
+    #[schema(value_type = String, required = true)]
     agent_id: Field,
     #[serde(default)]
+    #[schema(value_type = String, required = true, example = "+14155550100")]
     twilio_phone_number: Field,
     #[serde(default)]
+    #[schema(value_type = MetaRequest, required = true)]
     client_meta: Obj<MetaRequest>,
     #[serde(flatten)]
+    #[schema(ignore)]
     unknown: Unknown,
 }
 
@@ -170,20 +191,26 @@ fn reject_unknown(top: &Unknown, meta: &Unknown, ignored: &[&str]) -> Result<(),
 }
 
 /// `PUT /admin/clients/{clientId}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateClientRequest {
     #[serde(default)]
+    #[schema(schema_with = super::schema::client_status)]
     status: Field,
     #[serde(default)]
+    #[schema(value_type = String)]
     agent_id: Field,
     #[serde(default)]
+    #[schema(value_type = String, example = "+14155550100")]
     twilio_phone_number: Field,
     #[serde(default)]
+    #[schema(value_type = MetaRequest)]
     client_meta: Obj<MetaRequest>,
     #[serde(default)]
+    #[schema(ignore)]
     client_secret: Field,
     #[serde(flatten)]
+    #[schema(ignore)]
     unknown: Unknown,
 }
 
@@ -265,32 +292,41 @@ fn set_optional<E: fmt::Display>(
 
 /// `clientMeta` in a client's own update: only these six members are declared, so anything
 /// else (email included) lands in `unknown` and is listed as not updatable.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileMetaRequest {
     #[serde(default)]
+    #[schema(value_type = String)]
     full_name: Field,
     #[serde(default)]
+    #[schema(value_type = String, example = "+14155550100")]
     phone: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     business_name: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     city: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     job_title: Field,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     notes: Field,
     #[serde(flatten)]
+    #[schema(ignore)]
     unknown: Unknown,
 }
 
 /// `PUT /secure/client`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileUpdateRequest {
     #[serde(default)]
+    #[schema(value_type = ProfileMetaRequest)]
     client_meta: Obj<ProfileMetaRequest>,
     #[serde(flatten)]
+    #[schema(ignore)]
     unknown: Unknown,
 }
 
@@ -337,12 +373,13 @@ impl TryFrom<ProfileUpdateRequest> for ProfilePatch {
 
 /// A client as every read shows it: never a secret hash; the plain secret only in the
 /// create response.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientView<'a> {
     client_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret: Option<&'a str>,
+    #[schema(schema_with = super::schema::client_status)]
     status: &'static str,
     agent_id: &'a str,
     twilio_phone_number: &'a str,
@@ -351,7 +388,7 @@ pub struct ClientView<'a> {
     updated_at: Millis,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct MetaView<'a> {
     full_name: &'a str,
@@ -392,7 +429,7 @@ impl<'a> From<&'a Client> for ClientView<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CreatedClientResponse<'a> {
     message: &'static str,
     client: ClientView<'a>,
@@ -409,16 +446,17 @@ impl<'a> CreatedClientResponse<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UpdatedClientResponse<'a> {
     message: &'static str,
     client: UpdatedClientView<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UpdatedClientView<'a> {
     client_id: &'a str,
+    #[schema(schema_with = super::schema::client_status)]
     status: &'static str,
     updated_at: Millis,
 }
@@ -436,7 +474,7 @@ impl<'a> UpdatedClientResponse<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ClientListResponse<'a> {
     total: u64,
     count: usize,
@@ -453,13 +491,13 @@ impl<'a> ClientListResponse<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ResetSecretResponse<'a> {
     message: &'static str,
     client: SecretView<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SecretView<'a> {
     client_id: &'a str,

@@ -12,12 +12,13 @@ pub mod clients;
 pub mod field;
 pub mod placement;
 pub mod queries;
+pub mod schema;
 pub mod webhooks;
 
 use serde::Serialize;
 
 /// `{"message": "..."}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MessageResponse {
     message: &'static str,
 }

@@ -8,6 +8,7 @@ use outcall_domain::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::calls::text;
 use super::field::{Field, FieldError, Unknown, parse_with, unknown_paths};
@@ -18,17 +19,27 @@ use crate::error::{ApiError, Problem};
 const NOT_CHOOSABLE: [&str; 3] = ["from", "callerId", "agentId"];
 
 /// `POST /secure/make-call` and `POST /admin/clients/{clientId}/make-call`.
-#[derive(Deserialize)]
+///
+/// The call always goes out from the client's own Twilio number with the client's own agent:
+/// `from`, `callerId` and `agentId` are refused.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MakeCallRequest {
+    /// The number to call (E.164).
     #[serde(default)]
+    #[schema(value_type = String, required = true, example = "+14155550100")]
     phone: Field,
+    /// What the agent says first, instead of its configured greeting.
     #[serde(default)]
+    #[schema(value_type = String)]
     first_message: Field,
-    /// Absent and `null` both mean "none".
+    /// A flat object of strings, numbers and booleans handed to the agent. Absent and
+    /// `null` both mean "none".
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     dynamic_variables: Option<Value>,
     #[serde(flatten)]
+    #[schema(ignore)]
     unknown: Unknown,
 }
 
@@ -105,7 +116,7 @@ fn dynamic_variables(member: Option<Value>) -> Result<DynamicVariables, FieldErr
 }
 
 /// `{success: true, message, callSid, requestId, callId}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallPlacedResponse<'a> {
     success: bool,

@@ -4,6 +4,7 @@
 use outcall_domain::queries::{CallListQuery, ClientListQuery, SearchTerm};
 use outcall_domain::{CallStatus, ClientStatus};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::error::ApiError;
 
@@ -36,11 +37,21 @@ fn filter(raw: Option<String>) -> Option<String> {
 }
 
 /// `GET /admin/clients`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ClientListParams {
+    /// Clients per page.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 10)]
     limit: Option<String>,
+    /// Clients to skip.
+    #[param(value_type = Option<u64>, minimum = 0, default = 0)]
     offset: Option<String>,
+    /// Only clients with this status (empty: all).
+    #[param(schema_with = super::schema::client_status)]
     status: Option<String>,
+    /// Case-insensitive text matched against the client's full name, email and business
+    /// name (blank: no search).
+    #[param(value_type = Option<String>)]
     search: Option<String>,
 }
 
@@ -69,10 +80,17 @@ impl TryFrom<ClientListParams> for ClientListQuery {
 }
 
 /// `GET /admin/clients/{clientId}/calls` and `GET /secure/calls`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallListParams {
+    /// Calls per page, newest first.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200, default = 20)]
     limit: Option<String>,
+    /// Calls to skip.
+    #[param(value_type = Option<u64>, minimum = 0, default = 0)]
     offset: Option<String>,
+    /// Only calls with this status (empty: all).
+    #[param(schema_with = super::schema::call_status)]
     status: Option<String>,
 }
 
@@ -98,9 +116,14 @@ impl TryFrom<CallListParams> for CallListQuery {
 }
 
 /// `GET /admin/activity`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ActivityParams {
+    /// How many days back the feed reaches.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 365, default = 7)]
     days: Option<String>,
+    /// Most activities shown.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 10)]
     limit: Option<String>,
 }
 

@@ -4,8 +4,9 @@
 use outcall_domain::services::ReportOutcome;
 use serde::Serialize;
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WebhookAck {
+    #[schema(value_type = String, examples("applied", "duplicate", "unknown-call", "ignored"))]
     status: &'static str,
 }
 

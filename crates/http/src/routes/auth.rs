@@ -13,6 +13,19 @@ use crate::error::ApiError;
 use crate::extract::{Body, ClientPrincipal};
 use crate::rate_limit::{Account, LoginLimiter};
 
+/// An admin token for a username and password.
+#[utoipa::path(
+    post,
+    operation_id = "admin_login",
+    path = "/auth/admin/login",
+    tag = "auth",
+    request_body = AdminLoginRequest,
+    responses(
+        (status = 200, description = "Signed in.", body = AdminLoginResponse),
+        (status = 401, description = "`Invalid credentials`.", body = super::openapi::ErrorResponse),
+        (status = 429, description = "`Too many login attempts` (`retryAfter`, `Retry-After`).", body = super::openapi::ErrorResponse, headers(("Retry-After" = u64))),
+    ),
+)]
 #[tracing::instrument(name = "admin_login", skip_all)]
 pub async fn admin_login(
     state: web::Data<ApiState>,
@@ -30,6 +43,19 @@ pub async fn admin_login(
     Ok(HttpResponse::Ok().json(AdminLoginResponse::new(&issued)))
 }
 
+/// A client token for a client id and secret.
+#[utoipa::path(
+    post,
+    operation_id = "client_login",
+    path = "/auth/login",
+    tag = "auth",
+    request_body = ClientLoginRequest,
+    responses(
+        (status = 200, description = "Signed in.", body = ClientLoginResponse),
+        (status = 401, description = "`Invalid credentials or inactive client`: unknown id, wrong secret or a client that is not `Active`, all alike.", body = super::openapi::ErrorResponse),
+        (status = 429, description = "`Too many login attempts` (`retryAfter`, `Retry-After`).", body = super::openapi::ErrorResponse, headers(("Retry-After" = u64))),
+    ),
+)]
 #[tracing::instrument(name = "client_login", skip_all)]
 pub async fn client_login(
     state: web::Data<ApiState>,
@@ -48,7 +74,15 @@ pub async fn client_login(
     Ok(HttpResponse::Ok().json(ClientLoginResponse::new(&issued, &client)))
 }
 
-/// Answers 200 either way: `valid` says whether the token is a working client token.
+/// Whether a token is a working client token. Answers 200 either way: `valid` says.
+#[utoipa::path(
+    post,
+    operation_id = "verify_token",
+    path = "/auth/verify",
+    tag = "auth",
+    request_body = VerifyRequest,
+    responses((status = 200, description = "`valid`, and the token's client or why it does not work.", body = VerifyResponse)),
+)]
 #[tracing::instrument(name = "verify_token", skip_all)]
 pub async fn verify(
     state: web::Data<ApiState>,
@@ -69,6 +103,15 @@ pub async fn verify(
     })
 }
 
+/// A fresh token for the presented client token.
+#[utoipa::path(
+    post,
+    operation_id = "refresh_token",
+    path = "/auth/refresh",
+    tag = "auth",
+    security(("clientToken" = [])),
+    responses((status = 200, description = "A new token.", body = TokenResponse)),
+)]
 #[tracing::instrument(name = "refresh_token", skip_all, fields(client_id = %who.id()))]
 pub async fn refresh(
     who: ClientPrincipal,
@@ -78,6 +121,15 @@ pub async fn refresh(
     Ok(HttpResponse::Ok().json(TokenResponse::new(&issued)))
 }
 
+/// Revokes the presented client token.
+#[utoipa::path(
+    post,
+    operation_id = "logout",
+    path = "/auth/logout",
+    tag = "auth",
+    security(("clientToken" = [])),
+    responses((status = 200, description = "`Logged out successfully`.", body = SuccessMessage)),
+)]
 #[tracing::instrument(name = "logout", skip_all, fields(client_id = %who.id()))]
 pub async fn logout(
     who: ClientPrincipal,
@@ -87,6 +139,21 @@ pub async fn logout(
     Ok(HttpResponse::Ok().json(SuccessMessage::new("Logged out successfully")))
 }
 
+/// Changes the client's own secret; every token issued before stops working, and a new one
+/// is returned.
+#[utoipa::path(
+    post,
+    operation_id = "change_secret",
+    path = "/auth/change-secret",
+    tag = "auth",
+    security(("clientToken" = [])),
+    request_body = ChangeSecretRequest,
+    responses(
+        (status = 200, description = "`Client secret changed successfully`, with a new token.", body = TokenResponse),
+        (status = 401, description = "`Invalid credentials` (wrong `currentSecret`), or `Unauthorized` (the token).", body = super::openapi::ErrorResponse),
+        (status = 429, description = "`Too many login attempts` (`retryAfter`, `Retry-After`).", body = super::openapi::ErrorResponse, headers(("Retry-After" = u64))),
+    ),
+)]
 #[tracing::instrument(name = "change_secret", skip_all, fields(client_id = %who.id()))]
 pub async fn change_secret(
     who: ClientPrincipal,

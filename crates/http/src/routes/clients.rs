@@ -14,6 +14,20 @@ use crate::dto::queries::ClientListParams;
 use crate::error::ApiError;
 use crate::extract::{AdminPrincipal, Body, ClientIdParam, ClientPrincipal};
 
+/// Creates a client. The secret (given or generated) is shown in this response only.
+#[utoipa::path(
+    post,
+    operation_id = "create_client",
+    path = "/admin/clients",
+    tag = "admin",
+    security(("adminToken" = [])),
+    request_body = CreateClientRequest,
+    responses(
+        (status = 201, description = "`Client created successfully`, with the secret.", body = CreatedClientResponse),
+        (status = 400, description = "`Missing required fields` (`requiredFields`), `Failed to create client` (`details`), or `Invalid JSON`.", body = super::openapi::ErrorResponse),
+        (status = 409, description = "`Client already exists with this ID or email` (`details`: `clientId` or `clientMeta.email`).", body = super::openapi::ErrorResponse),
+    ),
+)]
 #[tracing::instrument(name = "create_client", skip_all, fields(client_id = tracing::field::Empty))]
 pub async fn create(
     _admin: AdminPrincipal,
@@ -26,6 +40,19 @@ pub async fn create(
     Ok(HttpResponse::Created().json(CreatedClientResponse::new(&client, &secret)))
 }
 
+/// Lists and searches clients, newest first.
+#[utoipa::path(
+    get,
+    operation_id = "list_clients",
+    path = "/admin/clients",
+    tag = "admin",
+    security(("adminToken" = [])),
+    params(crate::dto::queries::ClientListParams),
+    responses(
+        (status = 200, description = "One page of clients and how many match in all.", body = ClientListResponse),
+        (status = 400, description = "`Invalid query parameter`.", body = super::openapi::ErrorResponse),
+    ),
+)]
 #[tracing::instrument(name = "list_clients", skip_all)]
 pub async fn list(
     _admin: AdminPrincipal,
@@ -37,6 +64,19 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(ClientListResponse::new(page.total, &page.clients)))
 }
 
+/// One client.
+#[utoipa::path(
+    get,
+    operation_id = "get_client",
+    path = "/admin/clients/{clientId}",
+    tag = "admin",
+    security(("adminToken" = [])),
+    params(("clientId" = String, Path, description = "The client's id.")),
+    responses(
+        (status = 200, description = "The client (never its secret).", body = ClientView),
+        (status = 404, description = "`Client not found`.", body = super::openapi::ErrorResponse),
+    ),
+)]
 #[tracing::instrument(name = "get_client", skip_all, fields(client_id = %id.0))]
 pub async fn get(
     _admin: AdminPrincipal,
@@ -47,6 +87,22 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(ClientView::from(&client)))
 }
 
+/// A partial update: absent members stay, `null` clears an optional one.
+#[utoipa::path(
+    put,
+    operation_id = "update_client",
+    path = "/admin/clients/{clientId}",
+    tag = "admin",
+    security(("adminToken" = [])),
+    params(("clientId" = String, Path, description = "The client's id.")),
+    request_body = UpdateClientRequest,
+    responses(
+        (status = 200, description = "`Client updated successfully`.", body = UpdatedClientResponse),
+        (status = 400, description = "`Invalid update data` (`details`), e.g. a `clientSecret` (use reset-secret) or an unknown member; or `Invalid JSON`.", body = super::openapi::ErrorResponse),
+        (status = 404, description = "`Client not found`.", body = super::openapi::ErrorResponse),
+        (status = 409, description = "`Client already exists with this ID or email` (`details`: `clientMeta.email`).", body = super::openapi::ErrorResponse),
+    ),
+)]
 #[tracing::instrument(name = "update_client", skip_all, fields(client_id = %id.0))]
 pub async fn update(
     _admin: AdminPrincipal,
@@ -59,6 +115,19 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(UpdatedClientResponse::new(&client)))
 }
 
+/// Deletes a client and its calls; its tokens stop working.
+#[utoipa::path(
+    delete,
+    operation_id = "delete_client",
+    path = "/admin/clients/{clientId}",
+    tag = "admin",
+    security(("adminToken" = [])),
+    params(("clientId" = String, Path, description = "The client's id.")),
+    responses(
+        (status = 200, description = "`Client deleted successfully`.", body = MessageResponse),
+        (status = 404, description = "`Client not found`.", body = super::openapi::ErrorResponse),
+    ),
+)]
 #[tracing::instrument(name = "delete_client", skip_all, fields(client_id = %id.0))]
 pub async fn delete(
     _admin: AdminPrincipal,
@@ -69,6 +138,19 @@ pub async fn delete(
     Ok(HttpResponse::Ok().json(MessageResponse::new("Client deleted successfully")))
 }
 
+/// A new generated secret, shown once; every token issued before stops working.
+#[utoipa::path(
+    post,
+    operation_id = "reset_client_secret",
+    path = "/admin/clients/{clientId}/reset-secret",
+    tag = "admin",
+    security(("adminToken" = [])),
+    params(("clientId" = String, Path, description = "The client's id.")),
+    responses(
+        (status = 200, description = "`Client secret reset successfully`, with the new secret.", body = ResetSecretResponse),
+        (status = 404, description = "`Client not found`.", body = super::openapi::ErrorResponse),
+    ),
+)]
 #[tracing::instrument(name = "reset_client_secret", skip_all, fields(client_id = %id.0))]
 pub async fn reset_secret(
     _admin: AdminPrincipal,
@@ -80,11 +162,32 @@ pub async fn reset_secret(
 }
 
 /// The account as authentication just read it; no second lookup is needed.
+#[utoipa::path(
+    get,
+    operation_id = "get_own_client",
+    path = "/secure/client",
+    tag = "client",
+    security(("clientToken" = [])),
+    responses((status = 200, description = "The client's own account (never its secret).", body = ClientView)),
+)]
 #[tracing::instrument(name = "get_own_client", skip_all, fields(client_id = %who.id()))]
 pub async fn get_own(who: ClientPrincipal) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(ClientView::from(&who.client)))
 }
 
+/// Updates the client's own profile: only `clientMeta` members other than `email`.
+#[utoipa::path(
+    put,
+    operation_id = "update_own_client",
+    path = "/secure/client",
+    tag = "client",
+    security(("clientToken" = [])),
+    request_body = ProfileUpdateRequest,
+    responses(
+        (status = 200, description = "`Client updated successfully`.", body = UpdatedClientResponse),
+        (status = 400, description = "`Invalid update data` (`details`: an invalid member, or `These fields cannot be updated: ...`), or `Invalid JSON`.", body = super::openapi::ErrorResponse),
+    ),
+)]
 #[tracing::instrument(name = "update_own_client", skip_all, fields(client_id = %who.id()))]
 pub async fn update_own(
     who: ClientPrincipal,

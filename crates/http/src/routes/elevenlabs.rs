@@ -12,6 +12,8 @@ use outcall_domain::ports::AgentWebhookEvent;
 use outcall_domain::services::ReportOutcome;
 use tracing::field::{Empty, display};
 
+use outcall_domain::webhooks::paths;
+
 use crate::ApiState;
 use crate::dto::webhooks::WebhookAck;
 use crate::envelope::AUDIO_EVENT;
@@ -23,6 +25,20 @@ const MAX_LOGGED_TYPE: usize = 64;
 
 /// `POST /webhooks/elevenlabs/post-call`: applies a post-call report or an initiation
 /// failure to its call; audio and other event types are acknowledged and ignored.
+#[utoipa::path(
+    post,
+    operation_id = "elevenlabs_post_call",
+    path = paths::ELEVENLABS_POST_CALL,
+    tag = "webhooks",
+    params(("ElevenLabs-Signature" = String, Header, description = "`t=<unix seconds>,v0=<hex HMAC-SHA256 of \"<t>.<body>\">`, keyed by the webhook secret; at most 30 minutes old.")),
+    request_body(content = Object, content_type = "application/json", description = "An ElevenLabs post-call event: `post_call_transcription`, `call_initiation_failure`, `post_call_audio` (verified as it streams in and dropped) or another type (ignored)."),
+    responses(
+        (status = 200, description = "Verified and understood: `applied`, `duplicate`, `unknown-call` or `ignored`.", body = WebhookAck),
+        (status = 400, description = "`Invalid webhook payload`: verified, but not an event.", body = super::openapi::ErrorResponse),
+        (status = 401, description = "`Invalid webhook signature` (`details`: missing, malformed, stale or wrong).", body = super::openapi::ErrorResponse),
+        (status = 413, description = "`Payload too large`.", body = super::openapi::ErrorResponse),
+    ),
+)]
 #[tracing::instrument(
     name = "elevenlabs_post_call",
     skip_all,

@@ -5,6 +5,8 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use outcall_domain::webhooks::paths;
+
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::extract::TWILIO_SIGNATURE;
@@ -14,6 +16,24 @@ use crate::media::twilio_socket;
 /// upgrade with 403 and no upgrade, answers a signed request that is no WebSocket handshake
 /// with its 4xx, and otherwise upgrades and bridges the socket on this worker until the call
 /// ends.
+#[utoipa::path(
+    get,
+    operation_id = "twilio_media_stream",
+    path = paths::MEDIA_STREAM,
+    tag = "webhooks",
+    params(
+        ("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the stream URL (`wss://<public host>/twilio/media-stream`)."),
+        ("Upgrade" = String, Header, description = "`websocket`"),
+        ("Connection" = String, Header, description = "`Upgrade`"),
+        ("Sec-WebSocket-Key" = String, Header),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`"),
+    ),
+    responses(
+        (status = 101, description = "Switching Protocols: the socket carries Twilio Media Streams JSON text frames (`connected`, `start`, `media`, `stop`), bridged to the call's agent until the call ends."),
+        (status = 400, description = "Signed, but not a valid WebSocket handshake (the handshake's 4xx).", body = super::openapi::ErrorResponse),
+        (status = 403, description = "`Invalid Twilio signature`: no upgrade.", body = super::openapi::ErrorResponse),
+    ),
+)]
 #[tracing::instrument(name = "twilio_media_stream", skip_all)]
 pub async fn stream(
     req: HttpRequest,

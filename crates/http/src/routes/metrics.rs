@@ -7,7 +7,17 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::ApiState;
 use crate::error::ApiError;
 
-/// 404 when the server installed no recorder.
+/// Prometheus metrics; 404 when the server installed no recorder.
+#[utoipa::path(
+    get,
+    operation_id = "metrics",
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4.", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 404, description = "`Not found`: no metrics recorder is installed.", body = super::openapi::ErrorResponse),
+    ),
+)]
 pub async fn render(
     state: web::Data<ApiState>,
     handle: web::Data<Option<PrometheusHandle>>,

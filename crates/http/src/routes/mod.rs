@@ -10,6 +10,7 @@ mod elevenlabs;
 mod health;
 mod media;
 mod metrics;
+pub(crate) mod openapi;
 mod placement;
 mod twilio;
 
@@ -26,6 +27,10 @@ pub fn configure(cfg: &mut ServiceConfig, call_json: web::JsonConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .service(web::resource("/metrics").route(web::get().to(metrics::render)))
+        // The OpenAPI document and Swagger UI (assets bundled in the binary).
+        .service(web::resource(openapi::DOCUMENT_PATH).route(web::get().to(openapi::document)))
+        .service(web::resource("/docs").route(web::get().to(openapi::docs_redirect)))
+        .service(web::resource("/docs/{file:.*}").route(web::get().to(openapi::docs_file)))
         // Signed by Twilio, not authenticated by token (see `SignedWebhook`). Twilio may be
         // configured to fetch TwiML with GET.
         .service(

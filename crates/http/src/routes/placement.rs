@@ -44,6 +44,21 @@ pub async fn refuse_while_draining<B: MessageBody>(
     Ok(next.call(req).await?.map_into_left_body())
 }
 
+/// Places a call from the client's own Twilio number with the client's own agent.
+#[utoipa::path(
+    post,
+    operation_id = "make_call",
+    path = "/secure/make-call",
+    tag = "calls",
+    security(("clientToken" = [])),
+    request_body = MakeCallRequest,
+    responses(
+        (status = 200, description = "`Call initiated successfully`.", body = CallPlacedResponse),
+        (status = 400, description = "`Missing required fields` (`phone`), `Invalid call request` (`details`), `Invalid JSON`, or Twilio refused the destination (`twilioCode`, `callId`).", body = super::openapi::ErrorResponse),
+        (status = 502, description = "The telephony provider refused or failed (`twilioCode`, `callId`, `details`).", body = super::openapi::ErrorResponse),
+        (status = 503, description = "`Service is shutting down` (`Retry-After`), or the provider is rate limiting (`retryAfter`).", body = super::openapi::ErrorResponse, headers(("Retry-After" = u64))),
+    ),
+)]
 #[tracing::instrument(name = "make_call", skip_all, fields(client_id = %who.id(), call_id = tracing::field::Empty))]
 pub async fn make_own(
     who: ClientPrincipal,
@@ -56,6 +71,24 @@ pub async fn make_own(
     Ok(HttpResponse::Ok().json(CallPlacedResponse::new(&placed)))
 }
 
+/// Places a call for a client, from its Twilio number with its agent.
+#[utoipa::path(
+    post,
+    operation_id = "make_call_for_client",
+    path = "/admin/clients/{clientId}/make-call",
+    tag = "calls",
+    security(("adminToken" = [])),
+    params(("clientId" = String, Path, description = "The client's id.")),
+    request_body = MakeCallRequest,
+    responses(
+        (status = 200, description = "`Call initiated successfully`.", body = CallPlacedResponse),
+        (status = 400, description = "`Missing required fields` (`phone`), `Invalid call request` (`details`), `Invalid JSON`, or Twilio refused the destination (`twilioCode`, `callId`).", body = super::openapi::ErrorResponse),
+        (status = 403, description = "`Forbidden`: not an admin token, or `Client is not active`.", body = super::openapi::ErrorResponse),
+        (status = 404, description = "`Client not found`.", body = super::openapi::ErrorResponse),
+        (status = 502, description = "The telephony provider refused or failed (`twilioCode`, `callId`, `details`).", body = super::openapi::ErrorResponse),
+        (status = 503, description = "`Service is shutting down` (`Retry-After`), or the provider is rate limiting (`retryAfter`).", body = super::openapi::ErrorResponse, headers(("Retry-After" = u64))),
+    ),
+)]
 #[tracing::instrument(name = "make_call_for_client", skip_all, fields(client_id = %id.0, call_id = tracing::field::Empty))]
 pub async fn make_for_client(
     _admin: AdminPrincipal,
@@ -70,6 +103,21 @@ pub async fn make_for_client(
 }
 
 /// Another client's call is as missing as one that does not exist.
+/// Ends one of the client's own live calls.
+#[utoipa::path(
+    post,
+    operation_id = "hang_up",
+    path = "/secure/calls/{callId}/hangup",
+    tag = "calls",
+    security(("clientToken" = [])),
+    params(("callId" = String, Path, description = "The call's id.")),
+    responses(
+        (status = 200, description = "`Call ended`.", body = SuccessMessage),
+        (status = 404, description = "`Call not found` (also for another client's call).", body = super::openapi::ErrorResponse),
+        (status = 409, description = "`Call already ended`.", body = super::openapi::ErrorResponse),
+        (status = 502, description = "The telephony provider refused or failed (`twilioCode`, `callId`, `details`).", body = super::openapi::ErrorResponse),
+    ),
+)]
 #[tracing::instrument(name = "hang_up", skip_all, fields(client_id = %who.id(), call_id = %call.0))]
 pub async fn hang_up_own(
     who: ClientPrincipal,
@@ -80,6 +128,21 @@ pub async fn hang_up_own(
     Ok(HttpResponse::Ok().json(SuccessMessage::new("Call ended")))
 }
 
+/// Ends a client's live call.
+#[utoipa::path(
+    post,
+    operation_id = "hang_up_for_client",
+    path = "/admin/clients/{clientId}/calls/{callId}/hangup",
+    tag = "calls",
+    security(("adminToken" = [])),
+    params(("clientId" = String, Path, description = "The client's id."), ("callId" = String, Path, description = "The call's id.")),
+    responses(
+        (status = 200, description = "`Call ended`.", body = SuccessMessage),
+        (status = 404, description = "`Client not found` or `Call not found`.", body = super::openapi::ErrorResponse),
+        (status = 409, description = "`Call already ended`.", body = super::openapi::ErrorResponse),
+        (status = 502, description = "The telephony provider refused or failed (`twilioCode`, `callId`, `details`).", body = super::openapi::ErrorResponse),
+    ),
+)]
 #[tracing::instrument(name = "hang_up_for_client", skip_all, fields(client_id = %id.0, call_id = %call.0))]
 pub async fn hang_up_for_client(
     _admin: AdminPrincipal,

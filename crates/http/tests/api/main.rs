@@ -18,6 +18,8 @@ mod media_stream;
 #[cfg(test)]
 mod metrics;
 #[cfg(test)]
+mod openapi;
+#[cfg(test)]
 mod placement;
 #[cfg(test)]
 mod request_ids;
