@@ -191,6 +191,8 @@ pub async fn list_own(
     Ok(HttpResponse::Ok().json(CallListResponse::new(who.id(), &query, &page)))
 }
 
+/// One of the client's own calls.
+///
 /// Another client's call is as missing as one that does not exist.
 #[utoipa::path(
     get,

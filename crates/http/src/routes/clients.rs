@@ -161,7 +161,7 @@ pub async fn reset_secret(
     Ok(HttpResponse::Ok().json(ResetSecretResponse::new(&id.0, &secret)))
 }
 
-/// The account as authentication just read it; no second lookup is needed.
+/// The client's own account.
 #[utoipa::path(
     get,
     operation_id = "get_own_client",
@@ -172,6 +172,7 @@ pub async fn reset_secret(
 )]
 #[tracing::instrument(name = "get_own_client", skip_all, fields(client_id = %who.id()))]
 pub async fn get_own(who: ClientPrincipal) -> Result<HttpResponse, ApiError> {
+    // The account as authentication just read it; no second lookup is needed.
     Ok(HttpResponse::Ok().json(ClientView::from(&who.client)))
 }
 

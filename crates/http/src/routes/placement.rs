@@ -102,8 +102,9 @@ pub async fn make_for_client(
     Ok(HttpResponse::Ok().json(CallPlacedResponse::new(&placed)))
 }
 
-/// Another client's call is as missing as one that does not exist.
 /// Ends one of the client's own live calls.
+///
+/// Another client's call is as missing as one that does not exist.
 #[utoipa::path(
     post,
     operation_id = "hang_up",
