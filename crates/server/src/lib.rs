@@ -1,6 +1,7 @@
 //! outcall, the binary's library half: settings, telemetry, the composition root and the
 //! command line. Integration tests drive [`startup::Application`] directly.
 
+mod call_metrics;
 pub mod cli;
 pub mod demo;
 pub mod emulate;

@@ -157,6 +157,8 @@ impl Application {
             health: services.repositories.health.clone(),
         };
         let readiness = Readiness::new();
+        let metrics = prometheus_handle();
+        let upkeep = metrics.clone().map(spawn_metrics_upkeep);
         let http = HttpSettings {
             json_limit_bytes: settings.http.json_limit_bytes,
             call_json_limit_bytes: settings.http.call_json_limit_bytes,
@@ -168,7 +170,7 @@ impl Application {
             webhook_form_limit_bytes: settings.http.json_limit_bytes,
             agent_webhook_limit_bytes: settings.http.agent_webhook_limit_bytes,
             readiness: readiness.clone(),
-            metrics: prometheus_handle(),
+            metrics: metrics.clone(),
         };
         let api = Api::new(state, http);
         let server = HttpServer::new(move || api.app())
@@ -207,7 +209,7 @@ impl Application {
             port,
             server,
             providers,
-            background: fallback.into_iter().collect(),
+            background: fallback.into_iter().chain(upkeep).collect(),
             bridge,
             readiness,
             drain_timeout: Duration::from_secs(settings.server.drain_timeout_secs),
@@ -269,6 +271,22 @@ fn prometheus_handle() -> Option<outcall_http::PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds recorded histogram samples (one per relayed audio frame, among others) into their
+/// buckets every few seconds, so that memory stays bounded when nothing scrapes `/metrics`.
+fn spawn_metrics_upkeep(handle: outcall_http::PrometheusHandle) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(METRICS_UPKEEP_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            handle.run_upkeep();
+        }
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT.

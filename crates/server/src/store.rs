@@ -8,9 +8,11 @@ use outcall_domain::ports::{AdminRepository, CallRepository, ClientRepository, H
 use outcall_postgres::PgStore;
 use outcall_sqlite::SqliteStore;
 
+use crate::call_metrics::MeteredCalls;
 use crate::settings::{DatabaseTarget, Settings};
 
-/// The repositories of one database, as ports.
+/// The repositories of one database, as ports. `calls` counts call endings and outcomes
+/// (see [`MeteredCalls`]).
 #[derive(Clone)]
 pub struct Repositories {
     pub clients: Arc<dyn ClientRepository>,
@@ -26,7 +28,7 @@ where
     let store = Arc::new(store);
     Repositories {
         clients: store.clone(),
-        calls: store.clone(),
+        calls: Arc::new(MeteredCalls::new(store.clone())),
         admins: store.clone(),
         health: store,
     }

@@ -12,5 +12,6 @@ mod clients;
 mod fallback;
 mod helpers;
 mod logs;
+mod metrics;
 mod post_call;
 mod twilio;
