@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use outcall_e2e::api::Api;
 use outcall_e2e::{Launch, fresh_postgres_database};
 use serde_json::{Value, json};
 
@@ -28,23 +29,16 @@ fn env(data_dir: &Path, extra: &[(&str, &str)]) -> HashMap<String, String> {
 }
 
 async fn get(base: &str, path: &str) -> (u16, Value) {
-    let response = reqwest::get(format!("{base}{path}"))
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let reply = Api::new(base).get(path, None).await.expect("request");
+    (reply.status, reply.body)
 }
 
 async fn post(base: &str, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let reply = Api::new(base)
+        .post(path, token, body)
+        .await
+        .expect("request");
+    (reply.status, reply.body)
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use outcall_e2e::api::Api;
 use outcall_e2e::{Launch, Outcall, fresh_postgres_database};
 use serde_json::{Value, json};
 
@@ -51,22 +52,18 @@ async fn generated_password(server: &Outcall) -> String {
         .to_owned()
 }
 
+/// One request through the shared API client (`url` is absolute).
 async fn request(
     method: reqwest::Method,
     url: String,
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = reqwest::Client::new().request(method, url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let reply = Api::new("")
+        .send(method, &url, token, body)
+        .await
+        .expect("request");
+    (reply.status, reply.body)
 }
 
 /// Starts the binary in sandbox mode, runs `outcall demo` against it, then reads the call the
