@@ -14,8 +14,9 @@ use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::common::{Mocks, admin, client, send, store_calls};
 
+/// The log lines written while a [`Capture::start`] guard lives, on this thread.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -29,23 +30,49 @@ impl Write for Capture {
 }
 
 impl Capture {
-    fn text(&self) -> String {
+    /// Captures this thread's events up to `level` (and span closes with `span_close`) until
+    /// the guard drops; actix tests run on one thread, so it sees every event of the request.
+    ///
+    /// Tests run in parallel and tracing caches, per call site, whether any subscriber is
+    /// interested. A call site first reached on another thread while this thread's subscriber
+    /// was being registered could be cached as uninteresting, and its events lost here. A
+    /// global subscriber interested in everything (it records nothing) makes that cache never
+    /// say "never"; each thread's own subscriber still decides what it records.
+    pub fn start(
+        level: tracing::Level,
+        span_close: bool,
+    ) -> (Self, tracing::subscriber::DefaultGuard) {
+        static INTERESTED_EVERYWHERE: std::sync::Once = std::sync::Once::new();
+        INTERESTED_EVERYWHERE.call_once(|| {
+            // Fails only if another global default exists, which is just as interested.
+            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+        });
+        let capture = Self::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_span_events(if span_close {
+                FmtSpan::CLOSE
+            } else {
+                FmtSpan::NONE
+            })
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        tracing::callsite::rebuild_interest_cache();
+        (capture, guard)
+    }
+
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
     }
 }
 
 #[actix_web::test]
 async fn logs_carry_failure_causes_but_never_secrets_tokens_or_phone_numbers() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::CLOSE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
     // actix tests run on one thread, so a thread-local default sees every event.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::start(tracing::Level::TRACE, true);
 
     let mut mocks = Mocks::signed_in(vec![]);
     mocks
@@ -111,15 +138,7 @@ async fn logs_carry_failure_causes_but_never_secrets_tokens_or_phone_numbers() {
 
 #[actix_web::test]
 async fn webhook_logs_carry_neither_the_signature_nor_the_callers_phone_numbers() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::CLOSE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::start(tracing::Level::TRACE, true);
 
     let mut mocks = Mocks::signed_in(vec![]);
     mocks
@@ -223,15 +242,7 @@ async fn agent_webhook_logs_name_ids_and_reasons_but_never_the_signature_body_or
         report, streamed, whole,
     };
 
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::CLOSE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::start(tracing::Level::TRACE, true);
 
     let body = format!(
         r#"{{"type":"post_call_transcription","data":{{"conversation_id":"conv_1","marker":"BODY-MARKER-31337","transcript":[{{"role":"user","message":"{TRANSCRIPT_TEXT}"}}]}}}}"#
@@ -312,15 +323,8 @@ async fn an_event_for_no_known_call_is_a_warning_that_names_the_conversation() {
 
     use crate::agent_webhooks::{GOOD_SIGNATURE, mocks_answering, one, report, whole};
 
-    let capture = Capture::default();
-    let writer = capture.clone();
     // At WARN the request spans are off: the warning must carry the id itself.
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::start(tracing::Level::WARN, false);
 
     let (mut mocks, _) = mocks_answering(Ok(AgentWebhookEvent::PostCall(report(
         "conv_unknown_77",

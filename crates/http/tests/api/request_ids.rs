@@ -1,15 +1,13 @@
 //! Request ids: the caller's `X-Request-Id` or a generated one, echoed in the response
 //! header, added to JSON error bodies and carried by the request's log lines.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use actix_web::http::{StatusCode, header};
 use actix_web::test::{self, TestRequest};
 use outcall_domain::ports::RepositoryError;
 use outcall_http::{HttpSettings, REQUEST_ID_HEADER};
 
 use crate::common::{Mocks, admin, one, send};
+use crate::logs::Capture;
 
 #[actix_web::test]
 async fn a_given_request_id_is_echoed_in_the_header_and_the_error_body() {
@@ -71,30 +69,9 @@ async fn a_request_without_an_id_gets_a_generated_one_also_on_success() {
     assert_eq!(reply.request_id, None);
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[actix_web::test]
 async fn every_log_line_of_a_request_carries_its_request_id() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::start(tracing::Level::INFO, false);
 
     let mut mocks = Mocks::signed_in(vec![]);
     mocks.clients.expect_list().returning(|_| {
@@ -121,11 +98,5 @@ async fn every_log_line_of_a_request_carries_its_request_id() {
     );
     for line in &lines {
         assert!(line.contains("request_id=trace-me-7"), "{line}");
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
     }
 }
