@@ -529,7 +529,15 @@ async fn logs_carry_neither_the_token_nor_full_phone_numbers() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
+    // A call site first reached on another test thread while this subscriber registers
+    // could be cached as uninteresting; an always-interested global subscriber (recording
+    // nothing) and a rebuild of the cache keep this thread's events.
+    static INTERESTED_EVERYWHERE: std::sync::Once = std::sync::Once::new();
+    INTERESTED_EVERYWHERE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
     let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
 
     let ok = fake_create(ResponseTemplate::new(201).set_body_json(created_body())).await;
     client(config(&ok))
