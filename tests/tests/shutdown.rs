@@ -1,7 +1,7 @@
 //! Graceful shutdown: SIGTERM during a live bridged call turns `/readyz` to 503 at once and
 //! refuses new calls with 503, while the live call goes on to its natural end (the agent says
-//! goodbye and hangs up) and is recorded complete; then the process exits 0 well within the
-//! drain timeout.
+//! goodbye and hangs up, or the callee does) and is recorded complete; then the process exits
+//! 0 well within the drain timeout.
 
 // Test code: a failed expectation is a failed test.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -20,19 +20,43 @@ const ADMIN: (&str, &str) = ("admin", "shutdown admin password");
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 const FIRST_MESSAGE: &str = "Hello, this call carries on while the server shuts down.";
 
+/// Who ends the call, a few seconds after SIGTERM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NaturalEnd {
+    /// The agent finishes its script (one exchange) and closes; outcall hangs up.
+    AgentSaysGoodbye,
+    /// The callee hangs up (Twilio's talk time) while the agent is still talking; Twilio
+    /// stops the stream.
+    CalleeHangsUp,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_during_a_live_call_refuses_new_work_lets_the_call_finish_and_exits_zero() {
+async fn sigterm_during_a_live_call_refuses_new_work_lets_the_agent_finish_the_call_and_exits_zero()
+{
+    a_live_call_outlives_sigterm(NaturalEnd::AgentSaysGoodbye).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_live_call_lets_the_callee_hang_up_and_records_twilios_final_status() {
+    a_live_call_outlives_sigterm(NaturalEnd::CalleeHangsUp).await;
+}
+
+async fn a_live_call_outlives_sigterm(natural_end: NaturalEnd) {
     let started = Instant::now();
+    let (talk, user_audio_ms) = match natural_end {
+        // The agent's first line takes ~3.5 s to speak, then one short exchange and goodbye.
+        NaturalEnd::AgentSaysGoodbye => (Duration::from_secs(60), 500),
+        // The callee leaves 3 s after answering, in the middle of the agent's first line.
+        NaturalEnd::CalleeHangsUp => (Duration::from_secs(3), 5000),
+    };
     // Real-provider mode needs its public URL before it starts: a one-backend proxy gives one.
     let proxy = RoundRobinProxy::start().await.expect("the proxy starts");
     let providers = EmulatedProviders::start(
         &proxy.url(),
         CallScript {
             ring: Duration::from_millis(200),
-            talk: Duration::from_secs(60),
-            // The agent's first line takes ~3.5 s to speak, then one exchange and goodbye:
-            // the call is still going for a few seconds after SIGTERM.
-            conversation: short_conversation(1, 500),
+            talk,
+            conversation: short_conversation(1, user_audio_ms),
             webhook_delay: Duration::from_millis(100),
         },
     )
@@ -141,14 +165,22 @@ async fn sigterm_during_a_live_call_refuses_new_work_lets_the_call_finish_and_ex
         "exited after {drained_in:?}: it did not wait for the live call"
     );
 
-    // The providers saw a natural end: the agent finished its script and hung up, and Twilio's
-    // final status callback was accepted by the draining server.
+    // The providers saw a natural end, not a cut: the agent finished its script (or was
+    // closed normally once the callee had gone), and Twilio's final status callback was
+    // accepted by the draining server.
     let agent = providers
         .elevenlabs
         .wait_for_end(&conversation_id, Duration::from_secs(5))
         .await
         .expect("the conversation ended");
-    assert_eq!(agent.end, Some(ConversationEnd::AgentEnded), "{agent:?}");
+    let expected_agent_end = match natural_end {
+        NaturalEnd::AgentSaysGoodbye => ConversationEnd::AgentEnded,
+        NaturalEnd::CalleeHangsUp => ConversationEnd::ClientClosed {
+            code: Some(1000),
+            reason: String::new(),
+        },
+    };
+    assert_eq!(agent.end, Some(expected_agent_end), "{agent:?}");
     let phone = providers
         .twilio
         .wait_for_status(&sid, EmulatedCallStatus::Completed, Duration::from_secs(5))
@@ -176,23 +208,33 @@ async fn sigterm_during_a_live_call_refuses_new_work_lets_the_call_finish_and_ex
     let data = &call["callData"];
     assert_eq!(data["status"], "completed", "{call}\n{output}");
     assert!(data["duration"].as_u64().is_some_and(|d| d > 1), "{call}");
-    assert_eq!(
-        data["endReason"], "the agent ended the conversation",
-        "{call}"
-    );
     let transcript = call["callDetails"]["callTranscript"]
         .as_str()
         .unwrap_or_default();
-    for line in [
-        format!("Agent: {FIRST_MESSAGE}"),
-        "User: Answer 1.".to_owned(),
-        "Agent: Reply 1.".to_owned(),
-    ] {
-        assert!(transcript.contains(&line), "no {line:?} in {call}");
+    assert!(
+        transcript.contains(&format!("Agent: {FIRST_MESSAGE}")),
+        "{call}"
+    );
+    match natural_end {
+        NaturalEnd::AgentSaysGoodbye => {
+            assert_eq!(
+                data["endReason"], "the agent ended the conversation",
+                "{call}"
+            );
+            for line in ["User: Answer 1.", "Agent: Reply 1."] {
+                assert!(transcript.contains(line), "no {line:?} in {call}");
+            }
+        }
+        NaturalEnd::CalleeHangsUp => {
+            assert_eq!(
+                data["endReason"], "the Twilio media stream stopped",
+                "{call}"
+            );
+        }
     }
     assert!(next.stop().expect("stops").success());
     providers.shutdown().await;
     let elapsed = started.elapsed();
-    eprintln!("drained in {drained_in:?}; the shutdown test took {elapsed:?}");
+    eprintln!("{natural_end:?}: drained in {drained_in:?}; the test took {elapsed:?}");
     assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
 }
