@@ -470,8 +470,13 @@ enum Raw {
 async fn pool_usage_counts_open_connections_within_the_pool_limit() {
     let store = SqliteStore::temporary().await.expect("store");
     store.ping().await.expect("ping");
-    let usage = store.pool_usage().expect("a pooled store reports its usage");
+    let usage = store
+        .pool_usage()
+        .expect("a pooled store reports its usage");
     assert!(usage.max >= 1, "{usage:?}");
-    assert!(usage.idle >= 1, "the ping's connection went back: {usage:?}");
+    assert!(
+        usage.idle >= 1,
+        "the ping's connection went back: {usage:?}"
+    );
     assert!(usage.idle + usage.in_use <= usage.max, "{usage:?}");
 }
