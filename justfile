@@ -29,5 +29,9 @@ db-up *CMD="bash":
     scripts/with-postgres {{CMD}}
 
 # Repository query benchmark on 1,000,000 calls (see docs/benchmarks.md).
-bench-db:
-    scripts/with-postgres cargo run --release -p outcall-postgres --example bench_queries
+bench-db *ARGS:
+    scripts/with-postgres cargo run --release -p outcall-postgres --features bench --example bench_queries -- {{ARGS}}
+
+# The same data set through HTTP against the real server (see docs/benchmarks.md).
+bench-api *ARGS:
+    scripts/with-postgres cargo run --release -p outcall --example bench_api -- {{ARGS}}

@@ -8,6 +8,8 @@
 //! [`RepositoryError::Unexpected`] with context.
 
 mod admins;
+#[cfg(feature = "bench")]
+pub mod bench;
 mod calls;
 mod clients;
 mod error;
