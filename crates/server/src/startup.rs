@@ -221,7 +221,8 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM, then drains: live bridged calls may finish for up to
-    /// `server.drain_timeout_secs`, in-flight HTTP requests complete, and the process exits.
+    /// `server.drain_timeout_secs`, their final status callbacks get [`FINAL_CALLBACK_GRACE`]
+    /// (within the same budget), in-flight HTTP requests complete, and the process exits.
     ///
     /// # Errors
     /// When the server fails.
@@ -238,9 +239,18 @@ impl Application {
                 drain_timeout_secs = drain_timeout.as_secs(),
                 "shutting down: letting live calls finish"
             );
+            let draining_since = std::time::Instant::now();
+            let live = bridge.stats().snapshot().live_sessions;
             let cut = bridge.drain(drain_timeout).await;
             if cut > 0 {
                 tracing::warn!(cut, "live calls were cut at the drain timeout");
+            }
+            if live > 0 {
+                // Twilio's final status callback follows a hang-up by a moment; without
+                // another replica to take it the call would stay in progress.
+                let grace = FINAL_CALLBACK_GRACE
+                    .min(drain_timeout.saturating_sub(draining_since.elapsed()));
+                tokio::time::sleep(grace).await;
             }
             handle.stop(true).await;
         });
@@ -288,6 +298,10 @@ fn spawn_metrics_upkeep(handle: outcall_http::PrometheusHandle) -> tokio::task::
         }
     })
 }
+
+/// How long HTTP keeps serving after the last live call of a drain ended, for the status
+/// callbacks of those calls.
+pub const FINAL_CALLBACK_GRACE: Duration = Duration::from_secs(3);
 
 /// Resolves on SIGTERM or SIGINT.
 pub(crate) async fn wait_for_shutdown_signal() {
