@@ -8,8 +8,8 @@ use crate::admin::{AdminAccount, AdminUsername};
 use crate::call::Call;
 use crate::client::{Client, ClientPatch};
 use crate::queries::{
-    CallActivity, CallDashboard, CallListQuery, CallPage, CallStats, ClientCounts, ClientListQuery,
-    ClientPage,
+    AwaitingReport, CallActivity, CallDashboard, CallListQuery, CallPage, CallStats, ClientCounts,
+    ClientListQuery, ClientPage, ReportBacklogQuery,
 };
 use crate::values::{
     AgentId, CallId, CallSid, ClientId, ClientSecret, ConversationId, PhoneNumber, SecretHash,
@@ -252,17 +252,47 @@ pub trait CallRepository: Send + Sync {
     /// `Unexpected` on storage failure.
     async fn dashboard(&self, recent_since: Timestamp) -> Result<CallDashboard, RepositoryError>;
 
-    /// Ended calls that were bridged to a conversation (conversation id set, terminal status)
-    /// but have no post-call report yet, whose end time is before `ended_before`; oldest
-    /// first, at most `limit`. Feeds the fallback that fetches missed reports.
+    /// The calls whose post-call report the missed-report fetch may try now: ended calls
+    /// bridged to a conversation (conversation id set, terminal status) without a report yet,
+    /// each with its count of fetches that came back without one. Two groups, at most
+    /// `query.limit` calls in all:
+    ///
+    /// 1. calls never tried, that ended in `[query.ended_after, query.ended_before)`, oldest
+    ///    end time first (ties by id);
+    /// 2. then calls tried before whose next try (see [`Self::record_report_fetch`]) is at or
+    ///    before `query.now`, earliest next try first (ties by end time, then id), whatever
+    ///    their end time. Calls given up on are never returned.
+    ///
+    /// A store should read only about `limit` entries of an index, however many calls wait
+    /// outside the window or were given up on.
     ///
     /// # Errors
     /// `Unexpected` on storage failure.
     async fn calls_awaiting_report(
         &self,
-        ended_before: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Call>, RepositoryError>;
+        query: &ReportBacklogQuery,
+    ) -> Result<Vec<AwaitingReport>, RepositoryError>;
+
+    /// Records a fetch of the call's report that came back without one: the call has now
+    /// been tried `attempts` times, and is next due at `next_at`, or never again when `None`
+    /// (given up: it leaves the backlog for good, unless a report is applied). Applies only
+    /// if the stored count is still `seen_attempts` and the call has no report (a
+    /// compare-and-set of its own, so that two replicas fetching the same call count it
+    /// once); returns whether it applied.
+    ///
+    /// This is bookkeeping of the fetcher, not a change of the call record: it changes
+    /// neither `version` nor `updated_at`, so it never makes a concurrent [`Self::update`]
+    /// (a webhook's report, a status callback) conflict, and such an update keeps the count.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failure.
+    async fn record_report_fetch(
+        &self,
+        call_id: &CallId,
+        seen_attempts: u32,
+        attempts: u32,
+        next_at: Option<Timestamp>,
+    ) -> Result<bool, RepositoryError>;
 
     /// Calls started at or after `since`, newest first, at most `limit`, with their client's
     /// name and business name.

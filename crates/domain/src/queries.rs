@@ -78,6 +78,28 @@ impl CallListQuery {
     pub const MAX_LIMIT: u32 = 200;
 }
 
+/// Which calls the missed-report fetch may try now (`CallRepository::calls_awaiting_report`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportBacklogQuery {
+    /// A call never tried must have ended strictly before this instant (the grace period
+    /// for the webhook)...
+    pub ended_before: Timestamp,
+    /// ...and at or after this one: older calls are past the window and never tried.
+    pub ended_after: Timestamp,
+    /// A call tried before is due when its next try is at or before this instant.
+    pub now: Timestamp,
+    /// At most this many calls.
+    pub limit: u32,
+}
+
+/// One call of the missed-report backlog, with how many fetches of its report came back
+/// without one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwaitingReport {
+    pub call: Call,
+    pub fetch_attempts: u32,
+}
+
 /// One page of a client's calls, newest first. `total` counts all the client's calls,
 /// `filtered` those matching the status filter.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use outcall_domain::ports::{CallRepository, CasOutcome, RepositoryError};
 use outcall_domain::queries::{
-    CallActivity, CallDashboard, CallListQuery, CallPage, CallStats, Tally,
+    AwaitingReport, CallActivity, CallDashboard, CallListQuery, CallPage, CallStats,
+    ReportBacklogQuery, Tally,
 };
 use outcall_domain::{
     BoundedText, Call, CallId, CallOutcome, CallSid, CallStatus, ClientId, ClientMeta,
@@ -105,19 +106,42 @@ const PAGE_BY_STATUS: &str = concat!(
      ORDER BY p.start_time DESC, p.call_id DESC"
 );
 
-/// Ended calls bridged to a conversation without a report, ended before `$1`, oldest first,
-/// at most `$2`. The first two conditions are the predicate of calls_awaiting_report_idx
-/// (0004), whose (end_time, call_id) order is the one asked for: the plan reads the head of
-/// that small index instead of every ended call.
+/// The missed-report backlog (`CallRepository::calls_awaiting_report`): calls never tried that
+/// ended in `[$2, $1)`, oldest first, then calls whose next try is at or before `$3`, earliest
+/// first; at most `$4`. Each branch repeats the predicate of calls_report_fetch_due_idx (0005)
+/// and reads one range of it in the index's own order, stopping after `$4` rows: the never-tried
+/// branch seeks to `report_fetch_next_at IS NULL AND end_time >= $2`, so calls outside the
+/// window are never read, and the due branch stops at the first try not due yet, before the
+/// calls given up on ('infinity'). Both branches and the whole are ordered as the index is
+/// (the never-tried branch too, although its next try is NULL throughout: that is what lets
+/// the planner read the index in order), so the plan merges two index scans without a sort.
 const AWAITING_REPORT: &str = concat!(
-    "SELECT ",
+    "SELECT * FROM ( \
+         (SELECT ",
     call_columns!(),
-    " FROM calls \
-     WHERE analysis_at IS NULL AND conversation_id IS NOT NULL \
-       AND end_time < $1 \
-       AND status IN ('completed', 'busy', 'failed', 'no-answer', 'canceled') \
-     ORDER BY end_time, call_id LIMIT $2"
+    ", report_fetch_attempts, report_fetch_next_at FROM calls \
+          WHERE analysis_at IS NULL AND conversation_id IS NOT NULL \
+            AND report_fetch_next_at IS NULL AND end_time >= $2 AND end_time < $1 \
+            AND status IN ('completed', 'busy', 'failed', 'no-answer', 'canceled') \
+          ORDER BY report_fetch_next_at NULLS FIRST, end_time, call_id LIMIT $4) \
+         UNION ALL \
+         (SELECT ",
+    call_columns!(),
+    ", report_fetch_attempts, report_fetch_next_at FROM calls \
+          WHERE analysis_at IS NULL AND conversation_id IS NOT NULL \
+            AND report_fetch_next_at <= $3 \
+            AND status IN ('completed', 'busy', 'failed', 'no-answer', 'canceled') \
+          ORDER BY report_fetch_next_at NULLS FIRST, end_time, call_id LIMIT $4) \
+     ) due \
+     ORDER BY report_fetch_next_at NULLS FIRST, end_time, call_id LIMIT $4"
 );
+
+/// `CallRepository::record_report_fetch`: a compare-and-set on the count alone, touching
+/// neither `version` nor `updated_at`. A NULL next try (given up) is stored as 'infinity'.
+const RECORD_REPORT_FETCH: &str = "UPDATE calls \
+     SET report_fetch_attempts = $3, \
+         report_fetch_next_at = COALESCE($4, 'infinity'::TIMESTAMPTZ) \
+     WHERE call_id = $1 AND report_fetch_attempts = $2 AND analysis_at IS NULL";
 
 /// The `call_tallies` column counting calls in `status`.
 fn status_column(status: CallStatus) -> &'static str {
@@ -426,19 +450,57 @@ impl CallRepository for PgStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn calls_awaiting_report(
         &self,
-        ended_before: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Call>, RepositoryError> {
+        query: &ReportBacklogQuery,
+    ) -> Result<Vec<AwaitingReport>, RepositoryError> {
         let rows = sqlx::query(AWAITING_REPORT)
-            .bind(ended_before)
-            .bind(i64::from(limit))
+            .bind(query.ended_before)
+            .bind(query.ended_after)
+            .bind(query.now)
+            .bind(i64::from(query.limit))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| classify(e, "reading calls awaiting a post-call report"))?;
         rows.iter()
-            .map(rows::call)
+            .map(|row| -> anyhow::Result<AwaitingReport> {
+                let call = rows::call(row)?;
+                let attempts: i32 = rows::get(row, "report_fetch_attempts")?;
+                let fetch_attempts = u32::try_from(attempts).map_err(|_| {
+                    anyhow::anyhow!(
+                        "stored call {} is corrupt: column report_fetch_attempts is {attempts}",
+                        call.id
+                    )
+                })?;
+                Ok(AwaitingReport {
+                    call,
+                    fetch_attempts,
+                })
+            })
             .collect::<anyhow::Result<Vec<_>>>()
             .map_err(|e| corrupt(e, "decoding calls awaiting a post-call report"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(call_id = %call_id))]
+    async fn record_report_fetch(
+        &self,
+        call_id: &CallId,
+        seen_attempts: u32,
+        attempts: u32,
+        next_at: Option<Timestamp>,
+    ) -> Result<bool, RepositoryError> {
+        let context = || format!("recording a report fetch of call {call_id}");
+        let count = |n: u32| {
+            i32::try_from(n)
+                .map_err(|_| corrupt(anyhow::anyhow!("{n} report fetches do not fit"), context()))
+        };
+        let result = sqlx::query(RECORD_REPORT_FETCH)
+            .bind(call_id.as_str())
+            .bind(count(seen_attempts)?)
+            .bind(count(attempts)?)
+            .bind(next_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| classify(e, context()))?;
+        Ok(result.rows_affected() > 0)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -492,8 +554,13 @@ mod tests {
 
     /// Like every database test of this crate, this needs `DATABASE_URL` to name a superuser
     /// of a throw-away server (`scripts/with-postgres cargo test -p outcall-postgres`).
+    ///
+    /// 60,000 calls: 20,000 analysed, 20,000 never tried that ended before the window, 10,000
+    /// given up on, 5,000 tried and not due yet, and 5,000 of each due group. Either branch
+    /// of the query must seek into calls_report_fetch_due_idx and stop after the limit, never
+    /// reading the calls outside the window or given up on.
     #[tokio::test]
-    async fn the_awaiting_report_query_can_read_its_partial_index_in_order_without_sorting() {
+    async fn the_awaiting_report_query_reads_only_the_head_of_each_due_range_of_its_index() {
         let server = std::env::var("DATABASE_URL").expect(
             "DATABASE_URL names a throw-away PostgreSQL server (see scripts/with-postgres)",
         );
@@ -511,32 +578,91 @@ mod tests {
         let store = PgStore::connect(url.as_str(), 1).await.expect("connecting");
         store.migrate().await.expect("migrating");
 
+        let now = chrono::Utc::now();
         let mut conn = store.pool.acquire().await.expect("a connection");
-        // An empty table is cheapest to scan whole; forbid that and sorting, so that the plan
-        // shows whether an index can deliver the rows already in order.
-        sqlx::query("SET enable_seqscan = off")
+        sqlx::query(
+            "INSERT INTO clients (client_id, status, agent_id, twilio_phone_number, full_name, \
+             email, email_normalized, phone, search_text, secret_hash, created_at, updated_at) \
+             VALUES ('c1', 'Active', 'agent_1', '+18001234567', 'Owner', 'o@example.com', \
+             'o@example.com', '+12125551234', 'owner', 'h', $1, $1)",
+        )
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .expect("a client");
+        // n: 1..=60000. Kinds by n: analysed (<= 20000), never tried and ended 10 days ago
+        // (<= 40000), given up (<= 50000), next try tomorrow (<= 55000), due retry (<= 57500),
+        // never tried inside the window (the rest).
+        sqlx::query(
+            "INSERT INTO calls (call_id, client_id, phone, start_time, end_time, status, \
+             conversation_id, analysis_at, report_fetch_attempts, report_fetch_next_at, \
+             created_at, updated_at, version) \
+             SELECT 'k' || n, 'c1', '+12125550000', t - INTERVAL '1 minute', t, 'completed', \
+               'conv_' || n, \
+               CASE WHEN n <= 20000 THEN t END, \
+               CASE WHEN n > 40000 AND n <= 57500 THEN 3 ELSE 0 END, \
+               CASE WHEN n <= 40000 THEN NULL \
+                    WHEN n <= 50000 THEN 'infinity'::TIMESTAMPTZ \
+                    WHEN n <= 55000 THEN $1 + INTERVAL '1 day' \
+                    WHEN n <= 57500 THEN $1 - INTERVAL '1 hour' END, \
+               t, t, 0 \
+             FROM (SELECT n, CASE WHEN n <= 40000 THEN $1 - INTERVAL '10 days' - n * INTERVAL '1 second' \
+                                  ELSE $1 - INTERVAL '1 day' - n * INTERVAL '1 second' END AS t \
+                   FROM generate_series(1, 60000) n) seeded",
+        )
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .expect("seeding calls");
+        sqlx::query("ANALYZE calls")
             .execute(&mut *conn)
             .await
-            .expect("setting");
-        sqlx::query("SET enable_sort = off")
-            .execute(&mut *conn)
-            .await
-            .expect("setting");
-        let plan: Vec<String> =
-            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {AWAITING_REPORT}")))
-                .bind(chrono::Utc::now())
-                .bind(10_i64)
+            .expect("analysing");
+
+        let explain = |ended_after: Timestamp| {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {AWAITING_REPORT}"
+            )))
+            .bind(now - chrono::Duration::minutes(15))
+            .bind(ended_after)
+            .bind(now)
+            .bind(50_i64)
+        };
+        // Inside a 72-hour window the never-tried branch fills the limit; with a window that
+        // holds none of them, the due branch has to.
+        for ended_after in [
+            now - chrono::Duration::hours(72),
+            now - chrono::Duration::minutes(20),
+        ] {
+            let plan: Vec<String> = explain(ended_after)
                 .fetch_all(&mut *conn)
                 .await
                 .expect("explaining")
                 .iter()
                 .map(|row| row.get::<String, _>(0))
                 .collect();
-        let plan = plan.join("\n");
-        assert!(
-            plan.contains("Index Scan using calls_awaiting_report_idx"),
-            "{plan}"
-        );
-        assert!(!plan.contains("Sort"), "{plan}");
+            let plan = plan.join("\n");
+            assert_eq!(
+                plan.matches("Index Scan using calls_report_fetch_due_idx")
+                    .count(),
+                2,
+                "{plan}"
+            );
+            assert!(!plan.contains("Seq Scan"), "{plan}");
+            assert!(!plan.contains("Bitmap"), "{plan}");
+            // Merge Append of the two scans in index order: nothing is sorted.
+            assert!(!plan.contains("Sort Method"), "{plan}");
+            // No branch reads, and filters away, more than the rows it returns.
+            assert!(!plan.contains("Rows Removed by Filter"), "{plan}");
+            for line in plan.lines().filter(|l| l.contains("Index Scan")) {
+                let rows: u64 = line
+                    .split("rows=")
+                    .nth(1)
+                    .and_then(|r| r.split([' ', ')']).next())
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(u64::MAX);
+                assert!(rows <= 50, "{plan}");
+            }
+        }
     }
 }

@@ -741,11 +741,8 @@ async fn the_schema_guards_the_analysis_fields_and_corrupt_ones_are_unexpected_e
         .await
         .expect("inserting call");
     assert_eq!(
-        store
-            .calls_awaiting_report(at(21), 10)
-            .await
-            .expect("backlog"),
-        vec![stored.clone()]
+        backlog_before(&store, 21).await.expect("backlog"),
+        vec![never_tried(stored.clone())]
     );
 
     let err = sqlx::query("UPDATE calls SET agent_duration_secs = -1")
@@ -785,7 +782,7 @@ async fn the_schema_guards_the_analysis_fields_and_corrupt_ones_are_unexpected_e
             .expect("corrupting");
         let reads = [
             store.find_by_id(&stored.id).await.map(|_| ()),
-            store.calls_awaiting_report(at(21), 10).await.map(|_| ()),
+            backlog_before(&store, 21).await.map(|_| ()),
         ];
         for read in reads {
             match read {
@@ -853,11 +850,32 @@ async fn a_call_stored_before_the_analysis_fields_existed_reads_back_with_them_u
         Some(expected.clone())
     );
     assert_eq!(
-        first
-            .calls_awaiting_report(at(71), 10)
-            .await
-            .expect("backlog"),
-        vec![expected]
+        backlog_before(&first, 71).await.expect("backlog"),
+        vec![never_tried(expected)]
     );
     assert_tallies_exact(&first, "after migrating").await;
+}
+
+/// The missed-report backlog of calls never tried that ended before `ended_before_ms`, at
+/// most 10.
+async fn backlog_before<S: CallRepository>(
+    store: &S,
+    ended_before_ms: i64,
+) -> Result<Vec<outcall_domain::queries::AwaitingReport>, RepositoryError> {
+    let ended_before = at(ended_before_ms);
+    store
+        .calls_awaiting_report(&outcall_domain::queries::ReportBacklogQuery {
+            ended_before,
+            ended_after: ended_before - chrono::Duration::days(3650),
+            now: ended_before,
+            limit: 10,
+        })
+        .await
+}
+
+fn never_tried(call: outcall_domain::Call) -> outcall_domain::queries::AwaitingReport {
+    outcall_domain::queries::AwaitingReport {
+        call,
+        fetch_attempts: 0,
+    }
 }

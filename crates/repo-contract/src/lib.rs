@@ -90,6 +90,8 @@ macro_rules! contract_tests {
             the_dashboard_matches_values_computed_from_all_calls,
             recent_activity_matches_values_computed_from_all_calls,
             calls_awaiting_a_report_are_the_ended_unanalysed_bridged_ones_oldest_first,
+            a_recorded_report_fetch_schedules_the_next_try_or_gives_the_call_up,
+            racing_records_of_one_report_fetch_count_it_once,
             racing_shuffled_status_callbacks_end_in_the_right_terminal_state,
             the_health_probe_answers,
         );

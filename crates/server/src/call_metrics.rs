@@ -22,7 +22,10 @@ use async_trait::async_trait;
 use outcall_domain::Timestamp;
 use outcall_domain::call::Call;
 use outcall_domain::ports::{CallRepository, CasOutcome, RepositoryError};
-use outcall_domain::queries::{CallActivity, CallDashboard, CallListQuery, CallPage, CallStats};
+use outcall_domain::queries::{
+    AwaitingReport, CallActivity, CallDashboard, CallListQuery, CallPage, CallStats,
+    ReportBacklogQuery,
+};
 use outcall_domain::values::{CallId, CallSid, ClientId, ConversationId};
 
 /// What a write changed that the metrics count.
@@ -133,10 +136,21 @@ impl CallRepository for MeteredCalls {
 
     async fn calls_awaiting_report(
         &self,
-        ended_before: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Call>, RepositoryError> {
-        self.inner.calls_awaiting_report(ended_before, limit).await
+        query: &ReportBacklogQuery,
+    ) -> Result<Vec<AwaitingReport>, RepositoryError> {
+        self.inner.calls_awaiting_report(query).await
+    }
+
+    async fn record_report_fetch(
+        &self,
+        call_id: &CallId,
+        seen_attempts: u32,
+        attempts: u32,
+        next_at: Option<Timestamp>,
+    ) -> Result<bool, RepositoryError> {
+        self.inner
+            .record_report_fetch(call_id, seen_attempts, attempts, next_at)
+            .await
     }
 
     async fn recent_activity(

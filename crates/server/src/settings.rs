@@ -121,6 +121,14 @@ pub struct AnalysisSettings {
     pub agent_notes_id: String,
     pub fetch_missed_after_minutes: u64,
     pub fetch_interval_secs: u64,
+    /// Calls that ended longer ago than this are no longer fetched.
+    pub fetch_missed_within_hours: u64,
+    /// The most fetches per call; each fruitless one doubles the wait before the next.
+    pub fetch_missed_max_attempts: u32,
+    /// The longest wait between two fetches of one call.
+    pub fetch_missed_max_backoff_minutes: u64,
+    /// The most calls fetched per round.
+    pub fetch_missed_batch: u32,
 }
 
 impl AnalysisSettings {
@@ -132,6 +140,28 @@ impl AnalysisSettings {
             next_action_date: self.next_action_date_id.clone(),
             agent_notes: self.agent_notes_id.clone(),
         }
+    }
+
+    /// How the fallback for missed webhooks works, `None` when it is off
+    /// (`fetch_missed_after_minutes` is 0).
+    pub fn missed_report_policy(&self) -> Option<outcall_domain::services::MissedReportPolicy> {
+        if self.fetch_missed_after_minutes == 0 {
+            return None;
+        }
+        let minutes = |m: u64| {
+            chrono::Duration::minutes(
+                i64::try_from(m)
+                    .unwrap_or(i64::MAX / 60_000)
+                    .min(i64::MAX / 60_000),
+            )
+        };
+        Some(outcall_domain::services::MissedReportPolicy {
+            grace: minutes(self.fetch_missed_after_minutes),
+            window: minutes(self.fetch_missed_within_hours.saturating_mul(60)),
+            max_attempts: self.fetch_missed_max_attempts,
+            max_backoff: minutes(self.fetch_missed_max_backoff_minutes),
+            batch: self.fetch_missed_batch,
+        })
     }
 }
 
@@ -317,10 +347,43 @@ impl Settings {
         self.validate_admin()?;
         self.validate_providers()?;
         self.validate_http()?;
-        if self.analysis.fetch_missed_after_minutes > 0 && self.analysis.fetch_interval_secs == 0 {
+        self.validate_analysis()
+    }
+
+    fn validate_analysis(&self) -> Result<(), SettingsError> {
+        let analysis = &self.analysis;
+        if analysis.fetch_missed_after_minutes == 0 {
+            return Ok(());
+        }
+        let at_least_one = [
+            ("analysis.fetch_interval_secs", analysis.fetch_interval_secs),
+            (
+                "analysis.fetch_missed_max_attempts",
+                u64::from(analysis.fetch_missed_max_attempts),
+            ),
+            (
+                "analysis.fetch_missed_max_backoff_minutes",
+                analysis.fetch_missed_max_backoff_minutes,
+            ),
+            (
+                "analysis.fetch_missed_batch",
+                u64::from(analysis.fetch_missed_batch),
+            ),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(SettingsError::new(
+                    key,
+                    "must be at least 1 when the fallback is on",
+                ));
+            }
+        }
+        if analysis.fetch_missed_within_hours.saturating_mul(60)
+            <= analysis.fetch_missed_after_minutes
+        {
             return Err(SettingsError::new(
-                "analysis.fetch_interval_secs",
-                "must be at least 1 when the fallback is on",
+                "analysis.fetch_missed_within_hours",
+                "must be longer than analysis.fetch_missed_after_minutes when the fallback is on",
             ));
         }
         Ok(())
@@ -566,6 +629,35 @@ mod tests {
             err.to_string(),
             "OUTCALL__AUTH__JWT_SECRET: must be at least 32 bytes"
         );
+    }
+
+    #[test]
+    fn the_missed_report_fetch_backs_off_within_a_window_by_default_and_checks_its_settings() {
+        let settings = load(&[]).expect("defaults are valid");
+        let policy = settings
+            .analysis
+            .missed_report_policy()
+            .expect("on by default");
+        assert_eq!(policy.grace, chrono::Duration::minutes(15));
+        assert_eq!(policy.window, chrono::Duration::hours(72));
+        assert_eq!(policy.max_attempts, 8);
+        assert_eq!(policy.max_backoff, chrono::Duration::hours(24));
+        assert_eq!(policy.batch, 50);
+        let off = load(&[
+            ("OUTCALL__ANALYSIS__FETCH_MISSED_AFTER_MINUTES", "0"),
+            ("OUTCALL__ANALYSIS__FETCH_MISSED_MAX_ATTEMPTS", "0"),
+        ])
+        .expect("nothing else is checked when the fallback is off");
+        assert_eq!(off.analysis.missed_report_policy(), None);
+        for (key, value) in [
+            ("OUTCALL__ANALYSIS__FETCH_MISSED_MAX_ATTEMPTS", "0"),
+            ("OUTCALL__ANALYSIS__FETCH_MISSED_BATCH", "0"),
+            ("OUTCALL__ANALYSIS__FETCH_MISSED_MAX_BACKOFF_MINUTES", "0"),
+            ("OUTCALL__ANALYSIS__FETCH_MISSED_WITHIN_HOURS", "0"),
+        ] {
+            let err = load(&[(key, value)]).expect_err("refused");
+            assert_eq!(err.key, key, "{err}");
+        }
     }
 
     #[test]

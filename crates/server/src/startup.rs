@@ -11,7 +11,8 @@ use anyhow::Context;
 use outcall_auth::{Argon2Hasher, JwtSettings, JwtTokens, RandomIds};
 use outcall_domain::ports::{Clock, IdGenerator, SecretHasher, TokenService};
 use outcall_domain::services::{
-    Authentication, CallHistory, CallPlacement, ClientAccounts, LiveCalls, PostCallAnalysis,
+    Authentication, CallHistory, CallPlacement, ClientAccounts, LiveCalls, MissedReportRound,
+    PostCallAnalysis,
 };
 use outcall_domain::webhooks::PublicUrls;
 use outcall_domain::{AdminPassword, AdminUsername};
@@ -333,20 +334,22 @@ fn spawn_missed_report_fetcher(
     settings: &Settings,
     analysis: PostCallAnalysis,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let minutes = settings.analysis.fetch_missed_after_minutes;
-    if minutes == 0 {
-        return None;
-    }
-    let grace = chrono::Duration::minutes(i64::try_from(minutes).unwrap_or(i64::MAX / 60_000));
+    let policy = settings.analysis.missed_report_policy()?;
     let every = Duration::from_secs(settings.analysis.fetch_interval_secs);
     Some(tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            match analysis.fetch_missed_reports(grace, 50).await {
-                Ok(0) => {}
-                Ok(completed) => tracing::info!(completed, "fetched missed post-call reports"),
+            match analysis.fetch_missed_reports(&policy).await {
+                Ok(round) if round == MissedReportRound::default() => {}
+                Ok(round) => tracing::info!(
+                    completed = round.completed,
+                    deferred = round.deferred,
+                    given_up = round.given_up,
+                    refused = round.refused,
+                    "fetched missed post-call reports"
+                ),
                 Err(error) => {
                     tracing::warn!(error = %error, "fetching missed post-call reports failed")
                 }

@@ -8,7 +8,8 @@ use outcall_domain::call_status::CallStatus;
 use outcall_domain::client::ClientMeta;
 use outcall_domain::ports::{CallRepository, CasOutcome, RepositoryError};
 use outcall_domain::queries::{
-    CallActivity, CallDashboard, CallListQuery, CallPage, CallStats, Tally,
+    AwaitingReport, CallActivity, CallDashboard, CallListQuery, CallPage, CallStats,
+    ReportBacklogQuery, Tally,
 };
 use outcall_domain::values::{
     AgentId, BoundedText, CallId, CallSid, ClientId, ConversationId, PhoneNumber,
@@ -40,18 +41,40 @@ macro_rules! select_calls {
     };
 }
 
-/// Ended calls bridged to a conversation without a report, ended before `?1`, oldest first,
-/// at most `?2`. The first two conditions repeat the predicate of calls_awaiting_report_idx
-/// word for word (SQLite uses a partial index only when it can prove its predicate), and the
-/// index's (end_time, call_id) order is the one asked for, so no sort is needed. The unary
-/// `+` keeps the planner off calls_status_idx: without statistics it would otherwise read
-/// every ended call of the history through it and sort them.
-const AWAITING_REPORT: &str = select_calls!(
-    "WHERE analysis_at IS NULL AND conversation_id IS NOT NULL \
-       AND end_time < ? \
-       AND +status IN ('completed', 'busy', 'failed', 'no-answer', 'canceled') \
-     ORDER BY end_time, call_id LIMIT ?"
+/// The missed-report backlog (`CallRepository::calls_awaiting_report`): calls never tried that
+/// ended in `[?2, ?1)`, oldest first, then calls whose next try is at or before `?3`, earliest
+/// first; at most `?4`. Each branch repeats the predicate of calls_report_fetch_due_idx word
+/// for word (SQLite uses a partial index only when it can prove its predicate) and reads one
+/// range of it in the index's own order, stopping after `?4` rows: calls outside the window,
+/// not due yet or given up on (i64::MAX) are never read. The unary `+` keeps the planner off
+/// calls_status_idx: without statistics it would otherwise read every ended call of the
+/// history through it and sort them. The outer sort orders at most twice `?4` rows.
+const AWAITING_REPORT: &str = concat!(
+    "SELECT * FROM ( \
+       SELECT * FROM (",
+    "SELECT ",
+    call_columns!(),
+    ", report_fetch_attempts, report_fetch_next_at FROM calls \
+         WHERE analysis_at IS NULL AND conversation_id IS NOT NULL \
+           AND report_fetch_next_at IS NULL AND end_time >= ?2 AND end_time < ?1 \
+           AND +status IN ('completed', 'busy', 'failed', 'no-answer', 'canceled') \
+         ORDER BY end_time, call_id LIMIT ?4",
+    ") UNION ALL SELECT * FROM (",
+    "SELECT ",
+    call_columns!(),
+    ", report_fetch_attempts, report_fetch_next_at FROM calls \
+         WHERE analysis_at IS NULL AND conversation_id IS NOT NULL \
+           AND report_fetch_next_at <= ?3 \
+           AND +status IN ('completed', 'busy', 'failed', 'no-answer', 'canceled') \
+         ORDER BY report_fetch_next_at, end_time, call_id LIMIT ?4",
+    ")) ORDER BY report_fetch_next_at NULLS FIRST, end_time, call_id LIMIT ?4"
 );
+
+/// `CallRepository::record_report_fetch`: a compare-and-set on the count alone, touching
+/// neither `version` nor `updated_at`. A NULL next try (given up) is stored as i64::MAX.
+const RECORD_REPORT_FETCH: &str = "UPDATE calls \
+     SET report_fetch_attempts = ?3, report_fetch_next_at = COALESCE(?4, 9223372036854775807) \
+     WHERE call_id = ?1 AND report_fetch_attempts = ?2 AND analysis_at IS NULL";
 
 type Query = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
 
@@ -462,16 +485,51 @@ impl CallRepository for SqliteStore {
 
     async fn calls_awaiting_report(
         &self,
-        ended_before: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Call>, RepositoryError> {
+        query: &ReportBacklogQuery,
+    ) -> Result<Vec<AwaitingReport>, RepositoryError> {
         let rows = sqlx::query(AWAITING_REPORT)
-            .bind(millis(ended_before))
-            .bind(i64::from(limit))
+            .bind(millis(query.ended_before))
+            .bind(millis(query.ended_after))
+            .bind(millis(query.now))
+            .bind(i64::from(query.limit))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| db_error(e, "listing calls awaiting a post-call report"))?;
-        all_calls(&rows)
+        rows.iter()
+            .map(|row| -> anyhow::Result<AwaitingReport> {
+                let call = call_from_row(row)?;
+                let attempts: i64 = get(row, "report_fetch_attempts")?;
+                let fetch_attempts = u32::try_from(attempts).with_context(|| {
+                    format!(
+                        "stored call {:?} is corrupt: column report_fetch_attempts is {attempts}",
+                        call.id.as_str()
+                    )
+                })?;
+                Ok(AwaitingReport {
+                    call,
+                    fetch_attempts,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(corrupt)
+    }
+
+    async fn record_report_fetch(
+        &self,
+        call_id: &CallId,
+        seen_attempts: u32,
+        attempts: u32,
+        next_at: Option<Timestamp>,
+    ) -> Result<bool, RepositoryError> {
+        let result = sqlx::query(RECORD_REPORT_FETCH)
+            .bind(call_id.as_str())
+            .bind(i64::from(seen_attempts))
+            .bind(i64::from(attempts))
+            .bind(next_at.map(millis))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_error(e, "recording a report fetch"))?;
+        Ok(result.rows_affected() > 0)
     }
 
     async fn recent_activity(
@@ -525,12 +583,18 @@ mod tests {
 
     use super::*;
 
+    /// Each branch searches one range of calls_report_fetch_due_idx in the index's order
+    /// (inside its co-routine, no sort, so the LIMIT stops the search); the only sorts are of
+    /// the at most `limit` rows a branch yields, for the merge.
     #[tokio::test]
-    async fn the_awaiting_report_query_reads_its_partial_index_in_order_without_sorting() {
+    async fn the_awaiting_report_query_searches_one_range_of_its_index_per_branch_without_sorting_it()
+     {
         let store = SqliteStore::temporary().await.expect("temporary store");
         let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
             "EXPLAIN QUERY PLAN {AWAITING_REPORT}"
         )))
+        .bind(0_i64)
+        .bind(-10_i64)
         .bind(0_i64)
         .bind(10_i64)
         .fetch_all(&store.pool)
@@ -539,14 +603,32 @@ mod tests {
         .iter()
         .map(|row| row.get::<String, _>("detail"))
         .collect();
+        let searches: Vec<&String> = plan
+            .iter()
+            .filter(|step| step.starts_with("SEARCH calls"))
+            .collect();
+        assert_eq!(searches.len(), 2, "{plan:?}");
         assert!(
-            plan.iter()
-                .any(|step| step.contains("USING INDEX calls_awaiting_report_idx")),
+            searches[0].contains(
+                "USING INDEX calls_report_fetch_due_idx (report_fetch_next_at=? AND end_time>? AND end_time<?)"
+            ),
             "{plan:?}"
         );
         assert!(
-            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            searches[1].contains("USING INDEX calls_report_fetch_due_idx (report_fetch_next_at<?)"),
             "{plan:?}"
         );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN calls")),
+            "{plan:?}"
+        );
+        for (n, step) in plan.iter().enumerate() {
+            if step.contains("TEMP B-TREE") {
+                assert!(
+                    n > 0 && plan[n - 1].starts_with("SCAN (subquery-"),
+                    "{plan:?}"
+                );
+            }
+        }
     }
 }

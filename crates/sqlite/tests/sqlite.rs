@@ -379,11 +379,8 @@ async fn corrupt_analysis_fields_are_unexpected_errors_naming_the_column_not_pan
         .await
         .expect("insert call");
     assert_eq!(
-        store
-            .calls_awaiting_report(at(21), 10)
-            .await
-            .expect("backlog"),
-        vec![record.clone()]
+        backlog_before(&store, 21).await.expect("backlog"),
+        vec![never_tried(record.clone())]
     );
     let raw = sqlx::SqlitePool::connect(&url)
         .await
@@ -444,7 +441,7 @@ async fn corrupt_analysis_fields_are_unexpected_errors_naming_the_column_not_pan
         .expect("corrupt");
         let mut reads = vec![store.find_by_id(&record.id).await.map(|_| ())];
         if named != "analysis_at" {
-            reads.push(store.calls_awaiting_report(at(21), 10).await.map(|_| ()));
+            reads.push(backlog_before(&store, 21).await.map(|_| ()));
         }
         for read in reads {
             let Err(RepositoryError::Unexpected(cause)) = read else {
@@ -479,4 +476,28 @@ async fn pool_usage_counts_open_connections_within_the_pool_limit() {
         "the ping's connection went back: {usage:?}"
     );
     assert!(usage.idle + usage.in_use <= usage.max, "{usage:?}");
+}
+
+/// The missed-report backlog of calls never tried that ended before `ended_before_ms`, at
+/// most 10.
+async fn backlog_before<S: CallRepository>(
+    store: &S,
+    ended_before_ms: i64,
+) -> Result<Vec<outcall_domain::queries::AwaitingReport>, RepositoryError> {
+    let ended_before = at(ended_before_ms);
+    store
+        .calls_awaiting_report(&outcall_domain::queries::ReportBacklogQuery {
+            ended_before,
+            ended_after: ended_before - chrono::Duration::days(3650),
+            now: ended_before,
+            limit: 10,
+        })
+        .await
+}
+
+fn never_tried(call: Call) -> outcall_domain::queries::AwaitingReport {
+    outcall_domain::queries::AwaitingReport {
+        call,
+        fetch_attempts: 0,
+    }
 }

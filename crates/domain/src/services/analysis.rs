@@ -3,7 +3,10 @@ use std::sync::Arc;
 use crate::analysis::{AnalysisMapping, InitiationFailure, PostCallReport};
 use crate::call::{Call, StatusEvent, limits};
 use crate::call_status::CallStatus;
-use crate::ports::{CallRepository, CasOutcome, Clock, RepositoryError, VoiceAgent};
+use crate::ports::{
+    CallRepository, CasOutcome, Clock, RepositoryError, VoiceAgent, VoiceAgentError,
+};
+use crate::queries::{AwaitingReport, ReportBacklogQuery};
 use crate::values::{BoundedText, CallId};
 
 /// What became of a post-call event.
@@ -170,40 +173,126 @@ impl PostCallAnalysis {
         )))
     }
 
-    /// The fallback for missed webhooks: fetches reports of calls that ended more than
-    /// `grace` ago without one, and applies those the provider has. Returns how many calls
-    /// were completed.
+    /// One round of the fallback for missed webhooks: fetches the reports of the calls the
+    /// backlog says are due (see [`MissedReportPolicy`]) and applies those the provider has.
+    ///
+    /// A call whose report does not come back (not analysed yet, unknown to the provider, a
+    /// provider error) is tried again after a wait that doubles with each try, and given up
+    /// on after `max_attempts` tries or once its next try would fall outside the window; so a
+    /// call that never gets a report cannot hold back newer ones or make the provider be asked
+    /// the same thing every round. When the provider refuses a request (a bad key, say), the
+    /// round stops there: every other request would be refused the same way.
     ///
     /// # Errors
-    /// `Unexpected` on storage failure; provider errors for single calls are skipped.
+    /// `Unexpected` on storage failure; provider errors for single calls are counted as
+    /// fruitless tries.
     pub async fn fetch_missed_reports(
         &self,
-        grace: chrono::Duration,
-        batch: u32,
-    ) -> Result<usize, AnalysisError> {
-        let ended_before = self.clock.now() - grace;
-        let waiting = self
-            .calls
-            .calls_awaiting_report(ended_before, batch)
-            .await?;
-        let mut completed = 0;
-        for call in waiting {
+        policy: &MissedReportPolicy,
+    ) -> Result<MissedReportRound, AnalysisError> {
+        let now = self.clock.now();
+        let query = ReportBacklogQuery {
+            ended_before: now - policy.grace,
+            ended_after: now - policy.window,
+            now,
+            limit: policy.batch,
+        };
+        let waiting = self.calls.calls_awaiting_report(&query).await?;
+        let mut round = MissedReportRound::default();
+        for AwaitingReport {
+            call,
+            fetch_attempts,
+        } in waiting
+        {
             let Some(conversation) = call.data.conversation_id.as_ref() else {
                 continue;
             };
-            // One provider hiccup must not stop the others; the next round retries it.
-            let Ok(Some(report)) = self.agent.fetch_report(conversation).await else {
+            let ended = call.data.end_time.unwrap_or(call.data.start_time);
+            // Out of tries or past the window under the current settings (they may have
+            // changed since the last try): given up on without asking the provider.
+            if fetch_attempts >= policy.max_attempts || ended < query.ended_after {
+                if self
+                    .calls
+                    .record_report_fetch(&call.id, fetch_attempts, fetch_attempts, None)
+                    .await?
+                {
+                    round.given_up += 1;
+                }
                 continue;
-            };
-            if matches!(
-                self.apply_report(&report).await?,
-                ReportOutcome::Applied { .. }
-            ) {
-                completed += 1;
+            }
+            let fetched = self.agent.fetch_report(conversation).await;
+            let refused = matches!(fetched, Err(VoiceAgentError::Rejected(_)));
+            if let Ok(Some(report)) = fetched
+                && let ReportOutcome::Applied { call_id, .. } = self.apply_report(&report).await?
+                && call_id == call.id
+            {
+                round.completed += 1;
+                continue;
+            }
+            // No report for this call: not analysed yet, unknown to the provider, an error, or
+            // a report that found another call. Try again later, if at all.
+            let attempts = fetch_attempts.saturating_add(1);
+            let next = now + policy.backoff(attempts);
+            let next_at =
+                (attempts < policy.max_attempts && next <= ended + policy.window).then_some(next);
+            if self
+                .calls
+                .record_report_fetch(&call.id, fetch_attempts, attempts, next_at)
+                .await?
+            {
+                if next_at.is_some() {
+                    round.deferred += 1;
+                } else {
+                    round.given_up += 1;
+                }
+            }
+            if refused {
+                round.refused = true;
+                break;
             }
         }
-        Ok(completed)
+        Ok(round)
     }
+}
+
+/// How the fallback for missed webhooks works through the calls without a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissedReportPolicy {
+    /// A call is first tried this long after it ended (the webhook's chance to come first).
+    /// Also the wait after the first fruitless try; each further one doubles it.
+    pub grace: chrono::Duration,
+    /// Calls that ended longer ago than this are never tried (again).
+    pub window: chrono::Duration,
+    /// The most tries per call.
+    pub max_attempts: u32,
+    /// The longest wait between two tries.
+    pub max_backoff: chrono::Duration,
+    /// The most calls tried per round.
+    pub batch: u32,
+}
+
+impl MissedReportPolicy {
+    /// The wait after the `attempts`-th fruitless try (counting from 1): `grace * 2^(attempts
+    /// - 1)`, at most `max_backoff`.
+    pub fn backoff(&self, attempts: u32) -> chrono::Duration {
+        let doublings = attempts.saturating_sub(1).min(30);
+        self.grace
+            .checked_mul(1_i32 << doublings)
+            .map_or(self.max_backoff, |wait| wait.min(self.max_backoff))
+    }
+}
+
+/// What one round of [`PostCallAnalysis::fetch_missed_reports`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MissedReportRound {
+    /// Calls completed with a fetched report.
+    pub completed: usize,
+    /// Calls tried without getting their report, due again later.
+    pub deferred: usize,
+    /// Calls given up on: out of tries, or past the window.
+    pub given_up: usize,
+    /// The provider refused a request, which ended the round early.
+    pub refused: bool,
 }
 
 #[cfg(test)]
@@ -354,5 +443,362 @@ mod tests {
                 .as_ref()
                 .is_some_and(|r| r.as_str().contains("busy"))
         );
+    }
+
+    mod missed_reports {
+        use std::collections::HashMap;
+
+        use super::*;
+        use crate::ports::MockCallRepository;
+
+        /// When a stored call is next due for a fetch.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Next {
+            Untried,
+            At(crate::Timestamp),
+            Never,
+        }
+
+        #[derive(Debug, Clone)]
+        struct Entry {
+            call: Call,
+            attempts: u32,
+            next: Next,
+        }
+
+        type Store = Arc<Mutex<Vec<Entry>>>;
+
+        /// What the provider answers for a conversation.
+        #[derive(Debug, Clone, Copy)]
+        enum Answer {
+            Report,
+            NotFound,
+            Failing,
+            Refused,
+        }
+
+        struct World {
+            store: Store,
+            now: Arc<Mutex<crate::Timestamp>>,
+            asked: Arc<Mutex<Vec<String>>>,
+            analysis: PostCallAnalysis,
+        }
+
+        fn policy() -> MissedReportPolicy {
+            MissedReportPolicy {
+                grace: Duration::minutes(15),
+                window: Duration::hours(72),
+                max_attempts: 8,
+                max_backoff: Duration::hours(2),
+                batch: 2,
+            }
+        }
+
+        /// A call bridged to `conv_<id>` that ended `ended_ago` before [`fixed_now`].
+        fn ended(id: &str, ended_ago: Duration) -> Entry {
+            let mut call = call_fixture("c1", id, CallStatus::Completed);
+            call.data.end_time = Some(fixed_now() - ended_ago);
+            call.data.conversation_id =
+                Some(ConversationId::parse(&format!("conv_{id}")).expect("valid"));
+            Entry {
+                call,
+                attempts: 0,
+                next: Next::Untried,
+            }
+        }
+
+        /// A repository keeping `store` by the backlog contract of the port.
+        fn repository(store: &Store) -> MockCallRepository {
+            let mut calls = MockCallRepository::new();
+            let s = store.clone();
+            calls.expect_calls_awaiting_report().returning(move |q| {
+                let entries = s.lock().expect("lock").clone();
+                let waiting = |e: &&Entry| {
+                    e.call.details.analysis_at.is_none()
+                        && e.call.data.conversation_id.is_some()
+                        && e.call.data.status().is_terminal()
+                };
+                let end = |e: &Entry| e.call.data.end_time.expect("ended");
+                let mut untried: Vec<Entry> = entries
+                    .iter()
+                    .filter(waiting)
+                    .filter(|e| e.next == Next::Untried)
+                    .filter(|e| end(e) >= q.ended_after && end(e) < q.ended_before)
+                    .cloned()
+                    .collect();
+                untried.sort_by_key(|e| (end(e), e.call.id.clone()));
+                let mut due: Vec<(crate::Timestamp, Entry)> = entries
+                    .iter()
+                    .filter(waiting)
+                    .filter_map(|e| match e.next {
+                        Next::At(at) if at <= q.now => Some((at, e.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                due.sort_by_key(|(at, e)| (*at, end(e), e.call.id.clone()));
+                Ok(untried
+                    .into_iter()
+                    .chain(due.into_iter().map(|(_, e)| e))
+                    .take(usize::try_from(q.limit).expect("small"))
+                    .map(|e| AwaitingReport {
+                        call: e.call,
+                        fetch_attempts: e.attempts,
+                    })
+                    .collect())
+            });
+            let s = store.clone();
+            calls
+                .expect_record_report_fetch()
+                .returning(move |id, seen, attempts, next_at| {
+                    let mut entries = s.lock().expect("lock");
+                    let Some(entry) = entries.iter_mut().find(|e| {
+                        &e.call.id == id
+                            && e.attempts == seen
+                            && e.call.details.analysis_at.is_none()
+                    }) else {
+                        return Ok(false);
+                    };
+                    entry.attempts = attempts;
+                    entry.next = next_at.map_or(Next::Never, Next::At);
+                    Ok(true)
+                });
+            let s = store.clone();
+            calls.expect_find_by_conversation().returning(move |conv| {
+                Ok(s.lock()
+                    .expect("lock")
+                    .iter()
+                    .find(|e| e.call.data.conversation_id.as_ref() == Some(conv))
+                    .map(|e| e.call.clone()))
+            });
+            let s = store.clone();
+            calls.expect_update().returning(move |call| {
+                let mut entries = s.lock().expect("lock");
+                let Some(entry) = entries.iter_mut().find(|e| e.call.id == call.id) else {
+                    return Ok(CasOutcome::Missing);
+                };
+                if entry.call.version != call.version {
+                    return Ok(CasOutcome::Conflict);
+                }
+                entry.call = Call {
+                    version: call.version + 1,
+                    ..call.clone()
+                };
+                Ok(CasOutcome::Updated)
+            });
+            calls
+        }
+
+        fn world(entries: Vec<Entry>, answers: &[(&str, Answer)]) -> World {
+            let store: Store = Arc::new(Mutex::new(entries));
+            let now = Arc::new(Mutex::new(fixed_now()));
+            let asked = Arc::new(Mutex::new(Vec::new()));
+            let mut clock = MockClock::new();
+            let n = now.clone();
+            clock
+                .expect_now()
+                .returning(move || *n.lock().expect("lock"));
+            let answers: HashMap<String, Answer> = answers
+                .iter()
+                .map(|(id, answer)| (format!("conv_{id}"), *answer))
+                .collect();
+            let mut agent = MockVoiceAgent::new();
+            let a = asked.clone();
+            agent.expect_fetch_report().returning(move |conv| {
+                a.lock().expect("lock").push(conv.as_str().to_owned());
+                match answers
+                    .get(conv.as_str())
+                    .copied()
+                    .unwrap_or(Answer::NotFound)
+                {
+                    Answer::Report => {
+                        let mut r = report(conv.as_str(), 0, "interested");
+                        r.event_at = fixed_now();
+                        Ok(Some(r))
+                    }
+                    Answer::NotFound => Ok(None),
+                    Answer::Failing => Err(VoiceAgentError::Unavailable(anyhow::anyhow!("503"))),
+                    Answer::Refused => Err(VoiceAgentError::Rejected("HTTP 401".into())),
+                }
+            });
+            World {
+                analysis: PostCallAnalysis::new(
+                    Arc::new(repository(&store)),
+                    Arc::new(agent),
+                    Arc::new(clock),
+                    AnalysisMapping::default(),
+                ),
+                store,
+                now,
+                asked,
+            }
+        }
+
+        impl World {
+            async fn round(&self, policy: &MissedReportPolicy) -> MissedReportRound {
+                self.analysis
+                    .fetch_missed_reports(policy)
+                    .await
+                    .expect("a round")
+            }
+
+            fn advance(&self, by: Duration) {
+                *self.now.lock().expect("lock") += by;
+            }
+
+            /// The conversations asked for since the last call, in order.
+            fn asked(&self) -> Vec<String> {
+                std::mem::take(&mut *self.asked.lock().expect("lock"))
+            }
+
+            fn entry(&self, id: &str) -> Entry {
+                self.store
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .find(|e| e.call.id.as_str() == id)
+                    .cloned()
+                    .expect("stored")
+            }
+        }
+
+        #[test]
+        fn the_wait_doubles_from_the_grace_period_up_to_the_cap_without_overflowing() {
+            let policy = policy();
+            let waits: Vec<i64> = (1..=6).map(|n| policy.backoff(n).num_minutes()).collect();
+            assert_eq!(waits, [15, 30, 60, 120, 120, 120]);
+            assert_eq!(policy.backoff(0), Duration::minutes(15));
+            assert_eq!(policy.backoff(u32::MAX), Duration::hours(2));
+        }
+
+        #[tokio::test]
+        async fn calls_that_never_get_a_report_no_longer_block_newer_ones() {
+            // Two old calls fill the batch; the provider never has their reports.
+            let w = world(
+                vec![
+                    ended("old1", Duration::hours(3)),
+                    ended("old2", Duration::hours(2)),
+                    ended("new", Duration::minutes(20)),
+                ],
+                &[
+                    ("old1", Answer::NotFound),
+                    ("old2", Answer::Failing),
+                    ("new", Answer::Report),
+                ],
+            );
+            let first = w.round(&policy()).await;
+            assert_eq!(w.asked(), ["conv_old1", "conv_old2"]);
+            assert_eq!(
+                first,
+                MissedReportRound {
+                    deferred: 2,
+                    ..MissedReportRound::default()
+                }
+            );
+            // The next round, a minute later, reaches the newer call and leaves the old ones be.
+            w.advance(Duration::minutes(1));
+            let second = w.round(&policy()).await;
+            assert_eq!(w.asked(), ["conv_new"]);
+            assert_eq!(second.completed, 1);
+            assert!(w.entry("new").call.details.analysis_at.is_some());
+            // Nothing is due until the old calls' waits are over; then they are asked again.
+            w.advance(Duration::minutes(5));
+            assert_eq!(w.round(&policy()).await, MissedReportRound::default());
+            assert!(w.asked().is_empty());
+            w.advance(Duration::minutes(10));
+            w.round(&policy()).await;
+            assert_eq!(w.asked(), ["conv_old1", "conv_old2"]);
+        }
+
+        #[tokio::test]
+        async fn the_wait_between_tries_grows_and_the_tries_stop_at_the_cap() {
+            let w = world(vec![ended("lost", Duration::minutes(20))], &[]);
+            let policy = policy();
+            let mut waits = Vec::new();
+            for attempt in 1..=policy.max_attempts {
+                let round = w.round(&policy).await;
+                assert_eq!(w.asked(), ["conv_lost"], "try {attempt}");
+                let entry = w.entry("lost");
+                assert_eq!(entry.attempts, attempt);
+                match entry.next {
+                    Next::At(at) => {
+                        assert_eq!(round.deferred, 1);
+                        let wait = at - *w.now.lock().expect("lock");
+                        waits.push(wait.num_minutes());
+                        // Just before the wait is over, nothing is asked.
+                        w.advance(wait - Duration::seconds(1));
+                        w.round(&policy).await;
+                        assert!(w.asked().is_empty(), "try {attempt}");
+                        w.advance(Duration::seconds(1));
+                    }
+                    other => {
+                        assert_eq!(attempt, policy.max_attempts, "{other:?}");
+                        assert_eq!(other, Next::Never);
+                        assert_eq!(round.given_up, 1);
+                    }
+                }
+            }
+            assert_eq!(waits, [15, 30, 60, 120, 120, 120, 120]);
+            // Given up: never asked again, however late.
+            w.advance(Duration::hours(48));
+            w.round(&policy).await;
+            assert!(w.asked().is_empty());
+        }
+
+        #[tokio::test]
+        async fn a_call_is_given_up_once_its_next_try_would_fall_outside_the_window() {
+            // Ended 71 h 50 min ago: one try fits in the 72 h window, the 15-minute wait does not.
+            let w = world(
+                vec![ended("late", Duration::hours(72) - Duration::minutes(10))],
+                &[],
+            );
+            let round = w.round(&policy()).await;
+            assert_eq!(w.asked(), ["conv_late"]);
+            assert_eq!(round.given_up, 1);
+            assert_eq!(w.entry("late").next, Next::Never);
+            assert_eq!(w.entry("late").attempts, 1);
+        }
+
+        #[tokio::test]
+        async fn a_due_call_past_the_window_or_out_of_tries_is_given_up_without_asking() {
+            // As after the settings were lowered: tried before, due now, but past the window or
+            // out of tries under the current settings.
+            let mut old = ended("old", Duration::hours(80));
+            old.attempts = 3;
+            old.next = Next::At(fixed_now() - Duration::minutes(1));
+            let mut spent = ended("spent", Duration::hours(10));
+            spent.attempts = 8;
+            spent.next = Next::At(fixed_now() - Duration::minutes(1));
+            let w = world(
+                vec![old, spent],
+                &[("old", Answer::Report), ("spent", Answer::Report)],
+            );
+            let round = w.round(&policy()).await;
+            assert!(w.asked().is_empty());
+            assert_eq!(round.given_up, 2);
+            assert_eq!(w.entry("old").next, Next::Never);
+            assert_eq!(w.entry("old").attempts, 3);
+            assert_eq!(w.entry("spent").next, Next::Never);
+        }
+
+        #[tokio::test]
+        async fn a_refusing_provider_ends_the_round_after_one_request() {
+            let w = world(
+                vec![
+                    ended("a", Duration::hours(3)),
+                    ended("b", Duration::hours(2)),
+                ],
+                &[("a", Answer::Refused), ("b", Answer::Refused)],
+            );
+            let round = w.round(&policy()).await;
+            assert_eq!(w.asked(), ["conv_a"]);
+            assert!(round.refused);
+            assert_eq!(round.deferred, 1);
+            assert_eq!(w.entry("a").attempts, 1);
+            assert_eq!(w.entry("b").attempts, 0);
+            // The next round starts with the other call.
+            w.advance(Duration::minutes(1));
+            w.round(&policy()).await;
+            assert_eq!(w.asked(), ["conv_b"]);
+        }
     }
 }

@@ -8,7 +8,9 @@ mod live;
 mod placement;
 
 pub use accounts::{AccountError, ClientAccounts};
-pub use analysis::{AnalysisError, PostCallAnalysis, ReportOutcome};
+pub use analysis::{
+    AnalysisError, MissedReportPolicy, MissedReportRound, PostCallAnalysis, ReportOutcome,
+};
 pub use auth::{AuthError, Authenticated, Authentication, UnauthorizedReason};
 pub use calls::{CallError, CallHistory, Dashboard};
 pub use live::{LiveCalls, StreamContext, StreamRefusal};

@@ -1,12 +1,13 @@
 //! The fallback for missed post-call webhooks, against the ElevenLabs emulator: a call that
-//! ended with a conversation but no report gets its report fetched and applied.
+//! ended with a conversation but no report gets its report fetched and applied, and a call
+//! whose conversation the provider does not know is put off instead of blocking it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use outcall_domain::analysis::AnalysisMapping;
 use outcall_domain::ports::{CallRepository, ClientRepository, Clock, VoiceAgent};
-use outcall_domain::services::PostCallAnalysis;
+use outcall_domain::services::{MissedReportPolicy, MissedReportRound, PostCallAnalysis};
 use outcall_domain::test_support::{call_fixture, client_fixture};
 use outcall_domain::{AgentId, CallStatus, ConversationId, SecretHash};
 use outcall_elevenlabs::{ElevenLabsClient, ElevenLabsConfig};
@@ -80,6 +81,12 @@ async fn a_missed_report_is_fetched_from_the_provider_and_applied_once() {
     call.data.end_time = Some(chrono::Utc::now() - chrono::Duration::minutes(30));
     call.data.conversation_id = Some(ConversationId::parse(&conversation).expect("valid"));
     CallRepository::insert(&store, &call).await.expect("call");
+    // An older call whose conversation the provider does not know (404): it must not hold
+    // back the other one, however small the batch.
+    let mut lost = call_fixture("c_fallback", "call_lost", CallStatus::Completed);
+    lost.data.end_time = Some(chrono::Utc::now() - chrono::Duration::minutes(40));
+    lost.data.conversation_id = Some(ConversationId::parse("conv_never_existed").expect("valid"));
+    CallRepository::insert(&store, &lost).await.expect("call");
     let calls: Arc<dyn CallRepository> = Arc::new(store);
 
     let analysis = PostCallAnalysis::new(
@@ -88,11 +95,18 @@ async fn a_missed_report_is_fetched_from_the_provider_and_applied_once() {
         Arc::new(Now),
         AnalysisMapping::default(),
     );
-    let completed = analysis
-        .fetch_missed_reports(chrono::Duration::minutes(10), 50)
+    let policy = MissedReportPolicy {
+        grace: chrono::Duration::minutes(10),
+        window: chrono::Duration::hours(72),
+        max_attempts: 8,
+        max_backoff: chrono::Duration::hours(24),
+        batch: 50,
+    };
+    let round = analysis
+        .fetch_missed_reports(&policy)
         .await
         .expect("fetched");
-    assert_eq!(completed, 1);
+    assert_eq!(round.completed, 1, "{round:?}");
     let stored = calls
         .find_by_id(&call.id)
         .await
@@ -109,10 +123,10 @@ async fn a_missed_report_is_fetched_from_the_provider_and_applied_once() {
     assert!(stored.details.analysis_at.is_some());
     assert_eq!(
         analysis
-            .fetch_missed_reports(chrono::Duration::minutes(10), 50)
+            .fetch_missed_reports(&policy)
             .await
             .expect("fetched"),
-        0,
-        "an analysed call is no longer waiting"
+        MissedReportRound::default(),
+        "an analysed call is no longer waiting, and the lost one waits for its next try"
     );
 }
