@@ -35,3 +35,7 @@ bench-db *ARGS:
 # The same data set through HTTP against the real server (see docs/benchmarks.md).
 bench-api *ARGS:
     scripts/with-postgres cargo run --release -p outcall --example bench_api -- {{ARGS}}
+
+# Media bridge under load: N concurrent emulated calls at 50 frames/s each way (see docs/benchmarks.md).
+bench-bridge *ARGS:
+    cargo run --release -p outcall --example bench_bridge -- {{ARGS}}
