@@ -7,7 +7,7 @@ use crate::ports::{
     CallRepository, CasOutcome, Clock, RepositoryError, VoiceAgent, VoiceAgentError,
 };
 use crate::queries::{AwaitingReport, ReportBacklogQuery};
-use crate::values::{BoundedText, CallId};
+use crate::values::{BoundedText, CallId, ConversationId};
 
 /// What became of a post-call event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,18 @@ pub enum ReportOutcome {
     AlreadyApplied { call_id: CallId },
     /// No call matches the conversation (or the call id it carried).
     UnknownCall,
+    /// The event names the call (by the call id in its variables) but another conversation
+    /// than the one the call was bridged to: e.g. an agent connection prepared on one replica
+    /// and left unused when the stream landed on another. Nothing changed.
+    OtherConversation { call_id: CallId },
+}
+
+/// Whether `reported` is a different conversation than the one `call` was bridged to.
+fn is_other_conversation(call: &Call, reported: Option<&ConversationId>) -> bool {
+    matches!(
+        (call.data.conversation_id.as_ref(), reported),
+        (Some(recorded), Some(reported)) if recorded != reported
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +109,9 @@ impl PostCallAnalysis {
             else {
                 return Ok(ReportOutcome::UnknownCall);
             };
+            if is_other_conversation(&call, Some(&report.conversation_id)) {
+                return Ok(ReportOutcome::OtherConversation { call_id: call.id });
+            }
             if !call.apply_report(report, &mapped, self.clock.now()) {
                 return Ok(ReportOutcome::AlreadyApplied { call_id: call.id });
             }
@@ -140,6 +155,9 @@ impl PostCallAnalysis {
             let Some(mut call) = found else {
                 return Ok(ReportOutcome::UnknownCall);
             };
+            if is_other_conversation(&call, failure.conversation_id.as_ref()) {
+                return Ok(ReportOutcome::OtherConversation { call_id: call.id });
+            }
             let event = StatusEvent {
                 status: Some(CallStatus::Failed),
                 ..StatusEvent::default()
@@ -209,8 +227,9 @@ impl PostCallAnalysis {
             };
             let ended = call.data.end_time.unwrap_or(call.data.start_time);
             // Out of tries or past the window under the current settings (they may have
-            // changed since the last try): given up on without asking the provider.
-            if fetch_attempts >= policy.max_attempts || ended < query.ended_after {
+            // changed since the last try): given up on without asking the provider. A retry
+            // scheduled at the window's edge comes due a round later: one grace of slack.
+            if fetch_attempts >= policy.max_attempts || ended + policy.grace < query.ended_after {
                 if self
                     .calls
                     .record_report_fetch(&call.id, fetch_attempts, fetch_attempts, None)
@@ -221,7 +240,26 @@ impl PostCallAnalysis {
                 continue;
             }
             let fetched = self.agent.fetch_report(conversation).await;
-            let refused = matches!(fetched, Err(VoiceAgentError::Rejected(_)));
+            if matches!(fetched, Err(VoiceAgentError::Rejected(_))) {
+                // Most likely the provider refuses us (a revoked key), not this call: no try
+                // is charged to it, so an outage does not use up every call's tries. It is put
+                // off by one grace all the same, so that a refusal of this call alone does not
+                // hold back the others; and the round ends.
+                if self
+                    .calls
+                    .record_report_fetch(
+                        &call.id,
+                        fetch_attempts,
+                        fetch_attempts,
+                        Some(now + policy.grace),
+                    )
+                    .await?
+                {
+                    round.deferred += 1;
+                }
+                round.refused = true;
+                break;
+            }
             if let Ok(Some(report)) = fetched
                 && let ReportOutcome::Applied { call_id, .. } = self.apply_report(&report).await?
                 && call_id == call.id
@@ -245,10 +283,6 @@ impl PostCallAnalysis {
                 } else {
                     round.given_up += 1;
                 }
-            }
-            if refused {
-                round.refused = true;
-                break;
             }
         }
         Ok(round)
@@ -403,7 +437,13 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_conversation_is_reported_and_a_carried_call_id_is_used() {
-        let store = bridged_call();
+        // A call the bridge never recorded a conversation for (it dropped before the agent's
+        // metadata): the call id the report carries finds it.
+        let store = Arc::new(Mutex::new(Some(call_fixture(
+            "c1",
+            "call_1",
+            CallStatus::Completed,
+        ))));
         let analysis = service(store.clone());
         let mut by_id = report("conv_other", 1, "interested");
         assert_eq!(
@@ -416,6 +456,48 @@ mod tests {
             analysis.apply_report(&by_id).await.expect("ok"),
             ReportOutcome::Applied { .. }
         ));
+        assert_eq!(
+            stored(&store).data.conversation_id,
+            Some(ConversationId::parse("conv_other").expect("valid"))
+        );
+    }
+
+    #[tokio::test]
+    async fn events_of_another_conversation_carrying_the_call_id_change_nothing() {
+        // An agent connection prepared on one replica and left unused when the stream landed
+        // on another still carries the call id; its events must not touch the bridged call.
+        let store = bridged_call();
+        let analysis = service(store.clone());
+        analysis
+            .apply_report(&report("conv_1", 1, "interested"))
+            .await
+            .expect("ok");
+        let before = stored(&store);
+
+        let mut unused = report("conv_unused", 5, "not-interested");
+        unused.call_id = Some(CallId::parse("call_1").expect("valid"));
+        unused.summary = None;
+        assert_eq!(
+            analysis.apply_report(&unused).await.expect("ok"),
+            ReportOutcome::OtherConversation {
+                call_id: CallId::parse("call_1").expect("valid")
+            }
+        );
+        let failure = InitiationFailure {
+            conversation_id: Some(ConversationId::parse("conv_unused").expect("valid")),
+            call_id: Some(CallId::parse("call_1").expect("valid")),
+            call_sid: None,
+            reason: "closed before it started".into(),
+            event_at: fixed_now(),
+        };
+        assert!(matches!(
+            analysis
+                .apply_initiation_failure(&failure)
+                .await
+                .expect("ok"),
+            ReportOutcome::OtherConversation { .. }
+        ));
+        assert_eq!(stored(&store), before, "nothing written");
     }
 
     #[tokio::test]
@@ -793,9 +875,10 @@ mod tests {
             assert_eq!(w.asked(), ["conv_a"]);
             assert!(round.refused);
             assert_eq!(round.deferred, 1);
-            assert_eq!(w.entry("a").attempts, 1);
+            // A refusal is not the call's fault: no try is charged to either call.
+            assert_eq!(w.entry("a").attempts, 0);
             assert_eq!(w.entry("b").attempts, 0);
-            // The next round starts with the other call.
+            // The refused call is put off all the same: the next round starts with the other.
             w.advance(Duration::minutes(1));
             w.round(&policy()).await;
             assert_eq!(w.asked(), ["conv_b"]);

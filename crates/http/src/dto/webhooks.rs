@@ -1,12 +1,13 @@
 //! The answer to a voice-agent webhook: `{"status": "applied" | "duplicate" | "unknown-call" |
-//! "ignored"}`, always with 200 once the event was verified and understood.
+//! "other-conversation" | "ignored"}`, always with 200 once the event was verified and
+//! understood.
 
 use outcall_domain::services::ReportOutcome;
 use serde::Serialize;
 
 #[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WebhookAck {
-    #[schema(value_type = String, examples("applied", "duplicate", "unknown-call", "ignored"))]
+    #[schema(value_type = String, examples("applied", "duplicate", "unknown-call", "other-conversation", "ignored"))]
     status: &'static str,
 }
 
@@ -23,6 +24,7 @@ impl From<&ReportOutcome> for WebhookAck {
             ReportOutcome::Applied { .. } => "applied",
             ReportOutcome::AlreadyApplied { .. } => "duplicate",
             ReportOutcome::UnknownCall => "unknown-call",
+            ReportOutcome::OtherConversation { .. } => "other-conversation",
         };
         Self { status }
     }

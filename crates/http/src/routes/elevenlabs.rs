@@ -33,7 +33,7 @@ const MAX_LOGGED_TYPE: usize = 64;
     params(("ElevenLabs-Signature" = String, Header, description = "`t=<unix seconds>,v0=<hex HMAC-SHA256 of \"<t>.<body>\">`, keyed by the webhook secret; at most 30 minutes old.")),
     request_body(content = Object, content_type = "application/json", description = "An ElevenLabs post-call event: `post_call_transcription`, `call_initiation_failure`, `post_call_audio` (verified as it streams in and dropped) or another type (ignored)."),
     responses(
-        (status = 200, description = "Verified and understood: `applied`, `duplicate`, `unknown-call` or `ignored`.", body = WebhookAck),
+        (status = 200, description = "Verified and understood: `applied`, `duplicate`, `unknown-call`, `other-conversation` or `ignored`.", body = WebhookAck),
         (status = 400, description = "`Invalid webhook payload`: verified, but not an event.", body = super::openapi::ErrorResponse),
         (status = 401, description = "`Invalid webhook signature` (`details`: missing, malformed, stale or wrong).", body = super::openapi::ErrorResponse),
         (status = 413, description = "`Payload too large`.", body = super::openapi::ErrorResponse),
@@ -112,6 +112,15 @@ fn log_outcome(outcome: &ReportOutcome, conversation: Option<&ConversationId>) {
         ReportOutcome::AlreadyApplied { call_id } => {
             tracing::Span::current().record("call_id", display(call_id));
             tracing::info!(%call_id, "webhook event already applied; nothing changed");
+        }
+        ReportOutcome::OtherConversation { call_id } => {
+            tracing::Span::current().record("call_id", display(call_id));
+            let conversation_id = conversation.map(display);
+            tracing::warn!(
+                %call_id,
+                conversation_id,
+                "webhook event for another conversation than the call's; nothing changed"
+            );
         }
         ReportOutcome::UnknownCall => {
             let conversation_id = conversation.map(display);
