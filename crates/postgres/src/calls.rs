@@ -108,7 +108,7 @@ const PAGE_BY_STATUS: &str = concat!(
 
 /// The missed-report backlog (`CallRepository::calls_awaiting_report`): calls never tried that
 /// ended in `[$2, $1)`, oldest first, then calls whose next try is at or before `$3`, earliest
-/// first; at most `$4`. Each branch repeats the predicate of calls_report_fetch_due_idx (0005)
+/// first; at most `$4`. Each branch repeats the predicate of calls_report_fetch_due_idx (0006)
 /// and reads one range of it in the index's own order, stopping after `$4` rows: the never-tried
 /// branch seeks to `report_fetch_next_at IS NULL AND end_time >= $2`, so calls outside the
 /// window are never read, and the due branch stops at the first try not due yet, before the
