@@ -114,6 +114,26 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         };
     }
+    // The emulators need no settings either: a shell set up for a real-provider outcall
+    // must not stop them.
+    if let Command::Sandbox { emulator } = cli.command {
+        telemetry::init(&crate::settings::TelemetrySettings {
+            format: crate::settings::LogFormat::Human,
+            level: "info".to_owned(),
+        });
+        let result = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(crate::emulate::run(emulator)));
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("outcall: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(err) => {
@@ -144,7 +164,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Ok(())
             }
             Command::Demo { .. } => Ok(()), // handled above, before settings are loaded
-            Command::Sandbox { emulator } => crate::emulate::run(emulator).await,
+            Command::Sandbox { .. } => Ok(()), // handled above, before settings are loaded
         }
     });
     match result {

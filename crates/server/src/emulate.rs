@@ -85,7 +85,7 @@ pub async fn run(command: EmulatorCommand) -> anyhow::Result<()> {
             if !is_account_sid(&account_sid) {
                 anyhow::bail!("--account-sid: AC followed by 32 hexadecimal digits");
             }
-            let auth_token = credential(auth_token, "--auth-token")?;
+            let (auth_token, shown_token) = credential(auth_token, "--auth-token")?;
             let emulator = TwilioEmulator::start_on(
                 sandbox_twilio_config(
                     account_sid.clone(),
@@ -102,7 +102,7 @@ pub async fn run(command: EmulatorCommand) -> anyhow::Result<()> {
             println!("  OUTCALL__SANDBOX__ENABLED=false");
             println!("  OUTCALL__TWILIO__API_BASE={}", emulator.base_url());
             println!("  OUTCALL__TWILIO__ACCOUNT_SID={account_sid}");
-            println!("  OUTCALL__TWILIO__AUTH_TOKEN={auth_token}");
+            println!("  OUTCALL__TWILIO__AUTH_TOKEN={shown_token}");
             println!(
                 "Scripted numbers: {SANDBOX_BUSY_NUMBER} busy, {SANDBOX_NO_ANSWER_NUMBER} no answer, \
                  {SANDBOX_FAILED_NUMBER} failed, {SANDBOX_INVALID_NUMBER} refused (21211); \
@@ -117,8 +117,8 @@ pub async fn run(command: EmulatorCommand) -> anyhow::Result<()> {
             webhook_to,
             webhook_secret,
         } => {
-            let api_key = credential(api_key, "--api-key")?;
-            let webhook_secret = credential(webhook_secret, "--webhook-secret")?;
+            let (api_key, shown_key) = credential(api_key, "--api-key")?;
+            let (webhook_secret, shown_secret) = credential(webhook_secret, "--webhook-secret")?;
             let webhook = webhook_to.as_deref().map(|base| WebhookTarget {
                 url: format!(
                     "{}{}",
@@ -128,17 +128,15 @@ pub async fn run(command: EmulatorCommand) -> anyhow::Result<()> {
                 secret: webhook_secret.clone(),
                 delay: Duration::from_millis(500),
             });
-            let emulator = ElevenLabsEmulator::start_on(
-                sandbox_agent_config(api_key.clone(), webhook),
-                listen,
-            )
-            .await
-            .context("starting the ElevenLabs emulator")?;
+            let emulator =
+                ElevenLabsEmulator::start_on(sandbox_agent_config(api_key, webhook), listen)
+                    .await
+                    .context("starting the ElevenLabs emulator")?;
             println!("ElevenLabs emulator listening on {}", emulator.base_url());
             println!("Point a real-provider outcall at it with:");
             println!("  OUTCALL__ELEVENLABS__API_BASE={}", emulator.base_url());
-            println!("  OUTCALL__ELEVENLABS__API_KEY={api_key}");
-            println!("  OUTCALL__ELEVENLABS__WEBHOOK_SECRET={webhook_secret}");
+            println!("  OUTCALL__ELEVENLABS__API_KEY={shown_key}");
+            println!("  OUTCALL__ELEVENLABS__WEBHOOK_SECRET={shown_secret}");
             match webhook_to {
                 Some(base) => println!("Post-call webhooks go to {base}"),
                 None => println!("No post-call webhooks (start with --webhook-to URL for them)."),
@@ -150,11 +148,17 @@ pub async fn run(command: EmulatorCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The given value (checked for shape) or a random one.
-fn credential(given: Option<String>, flag: &str) -> anyhow::Result<String> {
+/// The given value (checked for shape) or a random one, and what to print for it: a
+/// generated value in full, a given one (the caller knows it) never.
+fn credential(given: Option<String>, flag: &str) -> anyhow::Result<(String, String)> {
     match given {
-        None => random_hex(16),
-        Some(value) if value.len() >= 8 && value.chars().all(|c| c.is_ascii_graphic()) => Ok(value),
+        None => {
+            let value = random_hex(16)?;
+            Ok((value.clone(), value))
+        }
+        Some(value) if value.len() >= 8 && value.chars().all(|c| c.is_ascii_graphic()) => {
+            Ok((value, format!("<the value of {flag}>")))
+        }
         Some(_) => anyhow::bail!("{flag}: at least 8 visible ASCII characters"),
     }
 }
@@ -173,12 +177,16 @@ mod tests {
         assert!(!is_account_sid("AC0123"));
         assert!(!is_account_sid("XX0123456789abcdef0123456789abcdef"));
         assert!(!is_account_sid("AC0123456789abcdef0123456789abcdeg"));
-        assert_eq!(
-            credential(Some("abcdefgh".into()), "--k").unwrap(),
-            "abcdefgh"
+        let (given, shown) = credential(Some("abcdefgh".into()), "--k").unwrap();
+        assert_eq!(given, "abcdefgh");
+        assert!(
+            !shown.contains("abcdefgh"),
+            "a given secret is not echoed: {shown}"
         );
         assert!(credential(Some("short".into()), "--k").is_err());
         assert!(credential(Some("has space in".into()), "--k").is_err());
-        assert_eq!(credential(None, "--k").unwrap().len(), 32);
+        let (generated, shown) = credential(None, "--k").unwrap();
+        assert_eq!(generated.len(), 32);
+        assert_eq!(shown, generated);
     }
 }

@@ -378,6 +378,28 @@ impl Settings {
                 ));
             }
         }
+        // Far beyond any use, and far inside what date arithmetic (and PostgreSQL's
+        // timestamps) can hold.
+        const TEN_YEARS_IN_MINUTES: u64 = 10 * 366 * 24 * 60;
+        let durations = [
+            (
+                "analysis.fetch_missed_after_minutes",
+                analysis.fetch_missed_after_minutes,
+            ),
+            (
+                "analysis.fetch_missed_within_hours",
+                analysis.fetch_missed_within_hours.saturating_mul(60),
+            ),
+            (
+                "analysis.fetch_missed_max_backoff_minutes",
+                analysis.fetch_missed_max_backoff_minutes,
+            ),
+        ];
+        for (key, minutes) in durations {
+            if minutes > TEN_YEARS_IN_MINUTES {
+                return Err(SettingsError::new(key, "must be at most ten years"));
+            }
+        }
         if analysis.fetch_missed_within_hours.saturating_mul(60)
             <= analysis.fetch_missed_after_minutes
         {
@@ -654,6 +676,15 @@ mod tests {
             ("OUTCALL__ANALYSIS__FETCH_MISSED_BATCH", "0"),
             ("OUTCALL__ANALYSIS__FETCH_MISSED_MAX_BACKOFF_MINUTES", "0"),
             ("OUTCALL__ANALYSIS__FETCH_MISSED_WITHIN_HOURS", "0"),
+            (
+                "OUTCALL__ANALYSIS__FETCH_MISSED_WITHIN_HOURS",
+                "18446744073709551615",
+            ),
+            ("OUTCALL__ANALYSIS__FETCH_MISSED_AFTER_MINUTES", "5270401"),
+            (
+                "OUTCALL__ANALYSIS__FETCH_MISSED_MAX_BACKOFF_MINUTES",
+                "99999999",
+            ),
         ] {
             let err = load(&[(key, value)]).expect_err("refused");
             assert_eq!(err.key, key, "{err}");
