@@ -17,7 +17,7 @@ use outcall_sandbox::{ConversationEnd, EmulatedCallStatus};
 use serde_json::json;
 
 const ADMIN: (&str, &str) = ("admin", "shutdown admin password");
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 const FIRST_MESSAGE: &str = "Hello, this call carries on while the server shuts down.";
 
 /// Who ends the call, a few seconds after SIGTERM.
@@ -46,8 +46,9 @@ async fn a_live_call_outlives_sigterm(natural_end: NaturalEnd) {
     let (talk, user_audio_ms) = match natural_end {
         // The agent's first line takes ~3.5 s to speak, then one short exchange and goodbye.
         NaturalEnd::AgentSaysGoodbye => (Duration::from_secs(60), 500),
-        // The callee leaves 3 s after answering, in the middle of the agent's first line.
-        NaturalEnd::CalleeHangsUp => (Duration::from_secs(3), 5000),
+        // The callee leaves 8 s after answering, in the middle of its long first answer (long
+        // enough for the checks after SIGTERM to see the call still live on a loaded machine).
+        NaturalEnd::CalleeHangsUp => (Duration::from_secs(8), 15_000),
     };
     // Real-provider mode needs its public URL before it starts: a one-backend proxy gives one.
     let proxy = RoundRobinProxy::start().await.expect("the proxy starts");
@@ -124,7 +125,7 @@ async fn a_live_call_outlives_sigterm(natural_end: NaturalEnd) {
 
     // At once: not ready any more (the signal is handled asynchronously: allow a moment).
     let mut readyz = api.get("/readyz", None).await.expect("readyz answers");
-    while readyz.status != 503 && signalled.elapsed() < Duration::from_millis(500) {
+    while readyz.status != 503 && signalled.elapsed() < Duration::from_secs(3) {
         tokio::time::sleep(Duration::from_millis(20)).await;
         readyz = api.get("/readyz", None).await.expect("readyz answers");
     }
@@ -163,6 +164,11 @@ async fn a_live_call_outlives_sigterm(natural_end: NaturalEnd) {
     assert!(
         drained_in > Duration::from_secs(1),
         "exited after {drained_in:?}: it did not wait for the live call"
+    );
+    assert!(
+        !server.output().contains("live calls were cut"),
+        "the drain cut the call:\n{}",
+        server.output()
     );
 
     // The providers saw a natural end, not a cut: the agent finished its script (or was
@@ -236,5 +242,4 @@ async fn a_live_call_outlives_sigterm(natural_end: NaturalEnd) {
     providers.shutdown().await;
     let elapsed = started.elapsed();
     eprintln!("{natural_end:?}: drained in {drained_in:?}; the test took {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
 }
