@@ -4,7 +4,8 @@
 //! - `calls_ended_total{status}`: a call reached a terminal status (`completed`, `busy`,
 //!   `failed`, `no-answer`, `canceled`), counted once per call, on the write that made it
 //!   terminal: a Twilio status callback, a placement the provider refused, the bridge failing
-//!   the call, an initiation-failure webhook, or an admin's edit.
+//!   the call, an initiation-failure webhook, an admin's edit, or an admin adding a call that
+//!   had already ended.
 //! - `call_outcomes_total{outcome}`: the first post-call report applied to a call, by the
 //!   outcome it set (`interested`, `not-interested`, `callback`, `unavailable`, `unknown`, or
 //!   `none` when the report carried no usable outcome); counted once per call, whether the
@@ -43,12 +44,15 @@ fn may_count(call: &Call) -> bool {
     call.data.status().is_terminal() || call.details.analysis_at.is_some()
 }
 
-/// What replacing `before` by `after` counts.
-fn counted(before: &Call, after: &Call) -> Counted {
-    let (was, is) = (before.data.status(), after.data.status());
+/// What replacing `before` by `after` counts; `None` before: `after` is a new record (an
+/// admin adding a call that already ended counts as it ending).
+fn counted(before: Option<&Call>, after: &Call) -> Counted {
+    let was_terminal = before.is_some_and(|b| b.data.status().is_terminal());
+    let was_reported = before.is_some_and(|b| b.details.analysis_at.is_some());
+    let is = after.data.status();
     Counted {
-        ended: (!was.is_terminal() && is.is_terminal()).then_some(is.as_str()),
-        outcome: (before.details.analysis_at.is_none() && after.details.analysis_at.is_some())
+        ended: (!was_terminal && is.is_terminal()).then_some(is.as_str()),
+        outcome: (!was_reported && after.details.analysis_at.is_some())
             .then(|| after.details.outcome.map_or("none", |o| o.as_str())),
     }
 }
@@ -76,7 +80,9 @@ impl MeteredCalls {
 #[async_trait]
 impl CallRepository for MeteredCalls {
     async fn insert(&self, call: &Call) -> Result<(), RepositoryError> {
-        self.inner.insert(call).await
+        self.inner.insert(call).await?;
+        record(&counted(None, call));
+        Ok(())
     }
 
     async fn find(
@@ -105,7 +111,13 @@ impl CallRepository for MeteredCalls {
     async fn update(&self, call: &Call) -> Result<CasOutcome, RepositoryError> {
         // Metrics never fail a write: without the stored version nothing is counted.
         let before = if may_count(call) {
-            self.inner.find_by_id(&call.id).await.ok().flatten()
+            match self.inner.find_by_id(&call.id).await {
+                Ok(stored) => stored,
+                Err(error) => {
+                    tracing::debug!(call_id = %call.id, %error, "call metrics skipped a write");
+                    None
+                }
+            }
         } else {
             None
         };
@@ -113,7 +125,7 @@ impl CallRepository for MeteredCalls {
         if outcome == CasOutcome::Updated
             && let Some(before) = before.filter(|b| b.version == call.version)
         {
-            record(&counted(&before, call));
+            record(&counted(Some(&before), call));
         }
         Ok(outcome)
     }
@@ -192,15 +204,28 @@ mod tests {
             CallStatus::Canceled,
         ] {
             assert_eq!(
-                counted(&call(CallStatus::InProgress), &call(status)).ended,
+                counted(Some(&call(CallStatus::InProgress)), &call(status)).ended,
                 Some(status.as_str())
             );
             // Already ended: a later write (transcript, report) counts nothing again.
-            assert_eq!(counted(&call(status), &call(status)).ended, None);
+            assert_eq!(counted(Some(&call(status)), &call(status)).ended, None);
         }
         assert_eq!(
-            counted(&call(CallStatus::Queued), &call(CallStatus::Ringing)),
+            counted(Some(&call(CallStatus::Queued)), &call(CallStatus::Ringing)),
             Counted::default()
+        );
+    }
+
+    #[test]
+    fn a_new_record_counts_as_what_it_already_is() {
+        assert_eq!(counted(None, &call(CallStatus::Queued)), Counted::default());
+        let ended = call(CallStatus::Completed);
+        assert_eq!(
+            counted(None, &reported(ended, Some(CallOutcome::Callback))),
+            Counted {
+                ended: Some("completed"),
+                outcome: Some("callback")
+            }
         );
     }
 
@@ -209,7 +234,7 @@ mod tests {
         let ended = call(CallStatus::Completed);
         assert_eq!(
             counted(
-                &ended,
+                Some(&ended),
                 &reported(ended.clone(), Some(CallOutcome::Interested))
             ),
             Counted {
@@ -218,16 +243,16 @@ mod tests {
             }
         );
         assert_eq!(
-            counted(&ended, &reported(ended.clone(), None)).outcome,
+            counted(Some(&ended), &reported(ended.clone(), None)).outcome,
             Some("none")
         );
         // A newer report replacing the first, or an admin editing the outcome: not counted.
         let first = reported(ended.clone(), Some(CallOutcome::Callback));
         let second = reported(ended.clone(), Some(CallOutcome::NotInterested));
-        assert_eq!(counted(&first, &second).outcome, None);
+        assert_eq!(counted(Some(&first), &second).outcome, None);
         let mut edited = ended.clone();
         edited.details.outcome = Some(CallOutcome::Interested);
-        assert_eq!(counted(&ended, &edited).outcome, None);
+        assert_eq!(counted(Some(&ended), &edited).outcome, None);
     }
 
     #[test]
