@@ -3,8 +3,12 @@
 //! turn per kind of connection (the path of its first request), so consecutive connections of
 //! one kind — the media streams, say — are spread evenly whatever else comes in between,
 //! while one caller's connections of different kinds (a call's TwiML fetch and its media
-//! stream) land on replicas independently. It records where every connection went and its
-//! first line (the HTTP request line), so a test can check that the load was spread.
+//! stream) land on replicas independently. It routes connections, not requests: a client
+//! that keeps connections alive (the emulators' HTTP clients do) sends the later requests of
+//! a pooled connection to the backend its first request chose, so only traffic with one
+//! connection per exchange (each media stream is a new WebSocket) is spread exactly evenly.
+//! It records where every connection went and its first line (the HTTP request line), so a
+//! test can check that the load was spread.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
