@@ -241,7 +241,10 @@ impl Application {
                 "shutting down: letting live calls finish"
             );
             let draining_since = std::time::Instant::now();
-            let live = bridge.stats().snapshot().live_sessions;
+            // Calls bridged now, and calls whose TwiML was just served (their stream is
+            // refused from now on, so Twilio ends them): both have callbacks to come.
+            let at_signal = bridge.stats().snapshot();
+            let live = at_signal.live_sessions + at_signal.prepared_sessions;
             let cut = bridge.drain(drain_timeout).await;
             if cut > 0 {
                 tracing::warn!(cut, "live calls were cut at the drain timeout");
