@@ -1,7 +1,6 @@
 -- The missed-report fetch's bookkeeping per call (CallRepository::record_report_fetch). The
--- index the backlog query reads is built by 0006 and the one it replaces dropped by 0007,
--- each without locking writers out (CONCURRENTLY runs outside a transaction, one statement
--- per migration).
+-- index the backlog query reads is built by 0006, in its own transaction, so that this
+-- migration's exclusive lock ends with the ALTER.
 --
 -- Neither column is part of the Call aggregate: a write of the call (CallRepository::update)
 -- leaves them alone, and recording a try changes neither version nor updated_at. The

@@ -15,9 +15,19 @@ pub mod api;
 pub mod providers;
 pub mod proxy;
 
-/// The `outcall` binary cargo built for this test run (`target/<profile>/outcall`), building it
-/// first when a lone `cargo test -p outcall-e2e` has not.
+/// The `outcall` binary of this test run (`target/<profile>/outcall`), brought up to date once
+/// per test process: the e2e package does not depend on the binary, so a lone `cargo test -p
+/// outcall-e2e` would otherwise run whatever binary an earlier build left there (a stale one
+/// once ran old migrations here). A no-op build takes a fraction of a second.
 pub fn outcall_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| build_outcall().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_outcall() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the test executable")?;
     // target/<profile>/deps/<test> -> target/<profile>/outcall
     let profile_dir = exe
@@ -25,15 +35,19 @@ pub fn outcall_binary() -> anyhow::Result<PathBuf> {
         .and_then(Path::parent)
         .context("the test executable lives in target/<profile>/deps")?;
     let binary = profile_dir.join("outcall");
-    if !binary.is_file() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "outcall", "--bin", "outcall"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .context("running cargo build")?;
-        if !status.success() || !binary.is_file() {
-            bail!("could not build the outcall binary at {}", binary.display());
-        }
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .args(["build", "--quiet", "-p", "outcall", "--bin", "outcall"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo build")?;
+    if !status.success() || !binary.is_file() {
+        bail!("could not build the outcall binary at {}", binary.display());
     }
     Ok(binary)
 }
