@@ -8,7 +8,7 @@ use outcall_sandbox::{ConversationScript, ScriptTurn};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, wait_for_call_status};
+use crate::helpers::{TestApp, wait_for_call, wait_for_call_status};
 
 fn short_script() -> ConversationScript {
     ConversationScript {
@@ -26,17 +26,15 @@ fn short_script() -> ConversationScript {
 
 /// Waits until the post-call report has filled the call's summary.
 async fn wait_for_summary(app: &TestApp, token: &str, call_id: &str) -> serde_json::Value {
-    for _ in 0..200 {
-        let call = app
-            .get(&format!("/secure/calls/{call_id}"), token)
-            .await
-            .body;
-        if call["callDetails"]["callSummary"].is_string() {
-            return call;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no post-call summary arrived for {call_id}");
+    wait_for_call(
+        app,
+        token,
+        call_id,
+        Duration::from_secs(20),
+        "a summary",
+        |call| call["callDetails"]["callSummary"].is_string(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -144,19 +142,19 @@ async fn an_agent_failure_mid_call_ends_the_phone_call_and_records_why() {
     )
     .await;
 
-    let mut conversation = None;
-    for _ in 0..100 {
-        let call = app
-            .get(&format!("/secure/calls/{call_id}"), &token)
-            .await
-            .body;
-        if let Some(id) = call["callData"]["conversationId"].as_str() {
-            conversation = Some(id.to_owned());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let conversation = conversation.expect("the bridge recorded the conversation");
+    let call = wait_for_call(
+        &app,
+        &token,
+        &call_id,
+        Duration::from_secs(10),
+        "a conversation id",
+        |call| call["callData"]["conversationId"].is_string(),
+    )
+    .await;
+    let conversation = call["callData"]["conversationId"]
+        .as_str()
+        .expect("the bridge recorded the conversation")
+        .to_owned();
     assert!(providers.elevenlabs.kill_conversation(&conversation));
 
     let call =

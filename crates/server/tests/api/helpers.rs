@@ -321,15 +321,36 @@ pub async fn wait_for_call_status(
     status: &str,
     within: Duration,
 ) -> Value {
+    wait_for_call(
+        app,
+        token,
+        call_id,
+        within,
+        &format!("status {status}"),
+        |call| call["callData"]["status"] == status,
+    )
+    .await
+}
+
+/// Polls the client's view of the call until `reached` holds (`what` names it in the
+/// failure), and returns that view.
+pub async fn wait_for_call(
+    app: &TestApp,
+    token: &str,
+    call_id: &str,
+    within: Duration,
+    what: &str,
+    reached: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let call = app.get(&format!("/secure/calls/{call_id}"), token).await;
-        if call.body["callData"]["status"] == status {
+        if reached(&call.body) {
             return call.body;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "call {call_id} did not reach {status} within {within:?}; last seen {}",
+            "call {call_id} did not reach {what} within {within:?}; last seen {}",
             call.body
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -13,7 +13,7 @@ use outcall_sandbox::{CallOutcomeScript, ConversationScript, ScriptTurn};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, wait_for_call_status};
+use crate::helpers::{TestApp, wait_for_call, wait_for_call_status};
 
 const ANSWERS: &str = "+12125550123";
 const REFUSED: &str = "+12125550188";
@@ -76,19 +76,19 @@ async fn metrics_expose_every_documented_name_after_an_emulated_call() {
     assert_eq!(placed.status, StatusCode::OK, "{}", placed.body);
     let call_id = placed.body["callId"].as_str().expect("callId").to_owned();
     wait_for_call_status(&app, &token, &call_id, "completed", Duration::from_secs(30)).await;
-    let mut outcome = None;
-    for _ in 0..200 {
-        let call = app
-            .get(&format!("/secure/calls/{call_id}"), &token)
-            .await
-            .body;
-        if let Some(o) = call["callDetails"]["callOutcome"].as_str() {
-            outcome = Some(o.to_owned());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let outcome = outcome.expect("the post-call report set an outcome");
+    let call = wait_for_call(
+        &app,
+        &token,
+        &call_id,
+        Duration::from_secs(20),
+        "an outcome",
+        |call| call["callDetails"]["callOutcome"].is_string(),
+    )
+    .await;
+    let outcome = call["callDetails"]["callOutcome"]
+        .as_str()
+        .expect("the post-call report set an outcome")
+        .to_owned();
 
     // A forged Twilio callback.
     let forged = app
