@@ -616,3 +616,30 @@ async fn swagger_ui_is_served_from_the_binary_and_loads_the_document() {
     let missing = test::call_service(&app, get("/docs/no-such-asset.js")).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+#[actix_web::test]
+async fn a_415_is_documented_only_where_the_app_checks_the_body_type() {
+    let doc = document().await;
+    let responses = |path: &str| doc["paths"][path]["post"]["responses"].clone();
+    assert!(responses("/auth/login").get("415").is_some());
+    assert!(
+        responses(crate::agent_webhooks::PATH).get("415").is_none(),
+        "the signed webhook reads its body whatever the Content-Type"
+    );
+    // And indeed: an unsigned text/plain body is refused for its signature, never for its type.
+    let app = test::init_service(outcall_http::app(
+        Mocks::new().state(),
+        HttpSettings::default(),
+    ))
+    .await;
+    let response = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri(crate::agent_webhooks::PATH)
+            .insert_header((header::CONTENT_TYPE, "text/plain"))
+            .set_payload("{}")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
