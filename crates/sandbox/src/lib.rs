@@ -3,6 +3,7 @@
 //! the provider's side and must not share the adapters' understanding of the protocols.
 
 pub mod elevenlabs;
+mod tasks;
 pub mod twilio;
 
 pub use elevenlabs::{

@@ -149,7 +149,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: Prefixed) {
     });
     if let Some(target) = webhook {
         let task = report::deliver_webhook(shared.clone(), id.clone(), target);
-        if !shared.spawn(task) {
+        if !shared.tasks.spawn(task) {
             shared.update(&id, |record| record.finished = true);
         }
     }

@@ -33,7 +33,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, back
         // Audio is many small messages: Nagle and delayed ACKs would add latency spikes.
         let _ = stream.set_nodelay(true);
         let task = handle(shared.clone(), stream, backend);
-        if !shared.spawn(task) {
+        if !shared.tasks.spawn(task) {
             return;
         }
     }

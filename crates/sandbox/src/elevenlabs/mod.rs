@@ -472,7 +472,7 @@ impl ElevenLabsEmulator {
             }
         });
         let accepting = front::accept_loop(shared.clone(), listener, internal_address);
-        if !shared.spawn(accepting) {
+        if !shared.tasks.spawn(accepting) {
             handle.stop(false).await;
             anyhow::bail!("the ElevenLabs emulator stopped while starting");
         }
@@ -539,13 +539,13 @@ impl ElevenLabsEmulator {
     /// Stops the server, every conversation (sockets dropped) and pending webhook.
     pub async fn shutdown(self) {
         self.server.stop(false).await;
-        self.shared.abort_tasks().await;
+        self.shared.tasks.shutdown().await;
     }
 }
 
 impl Drop for ElevenLabsEmulator {
     fn drop(&mut self) {
         drop(self.server.stop(false));
-        self.shared.abort_tasks_now();
+        self.shared.tasks.abort_now();
     }
 }

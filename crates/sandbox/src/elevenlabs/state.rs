@@ -2,16 +2,16 @@
 //! bookkeeping.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+use crate::tasks::{Tasks, lock};
 
 use super::audio::{AgentVoice, AudioFormat};
 use super::ids::random_id;
@@ -53,17 +53,8 @@ pub(crate) struct Shared {
     pub ws_base: String,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
-    runtime: Handle,
-    /// `None` once shut down: no new tasks.
-    tasks: Mutex<Option<JoinSet<()>>>,
-}
-
-/// Locks ignoring poison: state stays consistent because no code panics while holding a lock,
-/// and an emulator must keep answering regardless.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The emulator's tasks; `spawn` refuses new ones once shut down.
+    pub(crate) tasks: Tasks,
 }
 
 /// `from + duration`, saturating at about 30 years, since configured durations may be huge
@@ -109,8 +100,7 @@ impl Shared {
             config,
             state: Mutex::new(State::default()),
             changed: watch::channel(0).0,
-            runtime,
-            tasks: Mutex::new(Some(JoinSet::new())),
+            tasks: Tasks::new(runtime),
         })
     }
 
@@ -259,32 +249,6 @@ impl Shared {
                 }
             }
         }
-    }
-
-    /// Runs `task` on the emulator's runtime; returns false after shutdown.
-    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> bool {
-        let mut tasks = lock(&self.tasks);
-        match tasks.as_mut() {
-            Some(set) => {
-                // Reap finished tasks so the set stays as small as the live ones.
-                while set.try_join_next().is_some() {}
-                set.spawn_on(task, &self.runtime);
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub(crate) async fn abort_tasks(&self) {
-        let set = lock(&self.tasks).take();
-        if let Some(mut set) = set {
-            set.shutdown().await;
-        }
-    }
-
-    pub(crate) fn abort_tasks_now(&self) {
-        // Dropping a JoinSet aborts its tasks.
-        drop(lock(&self.tasks).take());
     }
 }
 

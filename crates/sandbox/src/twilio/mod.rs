@@ -430,7 +430,7 @@ impl TwilioEmulator {
     /// callbacks are sent).
     pub async fn shutdown(self) {
         self.server.stop(false).await;
-        self.shared.abort_tasks().await;
+        self.shared.tasks.shutdown().await;
     }
 }
 
@@ -439,6 +439,6 @@ impl Drop for TwilioEmulator {
         // A dropped emulator must not leave a server or calls behind. `stop` sends its command
         // eagerly; the returned future only waits for completion.
         drop(self.server.stop(false));
-        self.shared.abort_tasks_now();
+        self.shared.tasks.abort_now();
     }
 }

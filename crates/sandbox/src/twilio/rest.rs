@@ -340,7 +340,7 @@ async fn create_call(
         callbacks,
         hangup,
     );
-    if !shared.spawn(task) {
+    if !shared.tasks.spawn(task) {
         shared.update_status(&sid, EmulatedCallStatus::Canceled, Vec::new(), |_| ());
         return twilio_error(503, 20503, "Service Unavailable");
     }
