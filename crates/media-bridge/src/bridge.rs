@@ -514,7 +514,17 @@ impl MediaBridge {
         let mut opening: Option<BoxFuture<'static, Result<_, OpenError>>> = None;
         // For the refusal log line: the only detail of a refused stream that is logged.
         let mut claimed: Option<CallId> = None;
+        // Made once, not per iteration (re-registering a waiter on every frame showed in
+        // profiles); it completes at most once.
         let mut abort = self.shared.abort.subscribe();
+        let aborted = async move {
+            // The sender lives as long as the bridge: an error only means no abort can come.
+            if abort.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::pin!(aborted);
+        let mut abort_seen = false;
         let mut synced = Counters::default();
         let mut latency = RelayTimer::new();
         // One timer per call, re-armed only when a deadline comes earlier than the armed one
@@ -652,7 +662,10 @@ impl MediaBridge {
                     session.handle_timeout(std_now());
                 }
                 () = Persister::in_flight(persister) => {}
-                Ok(()) = abort.changed() => session.end(EndReason::ShuttingDown),
+                () = &mut aborted, if !abort_seen => {
+                    abort_seen = true;
+                    session.end(EndReason::ShuttingDown);
+                }
             }
         }
     }
@@ -737,9 +750,8 @@ impl Persister {
         if self.writing.is_some() {
             return;
         }
-        let live = self.live.clone();
-        let call_id = self.call_id.clone();
         if let Some(conversation) = self.conversation.take() {
+            let (live, call_id) = (self.live.clone(), self.call_id.clone());
             self.writing = Some(Box::pin(async move {
                 if let Err(e) = live.record_conversation(&call_id, &conversation).await {
                     warn!(call_id = %call_id, error = %e, "recording the conversation id failed");
@@ -751,6 +763,7 @@ impl Persister {
             self.written_revision = session.transcript_revision();
             self.next_transcript_at = now + self.interval;
             let transcript = session.transcript();
+            let (live, call_id) = (self.live.clone(), self.call_id.clone());
             self.writing = Some(Box::pin(async move {
                 if let Err(e) = live.record_transcript(&call_id, &transcript).await {
                     warn!(call_id = %call_id, error = %e, "recording the transcript failed");

@@ -1,0 +1,325 @@
+//! Load benchmark of the media bridge: N concurrent calls through the real outcall
+//! `Application` (real-provider mode, SQLite in a temp dir or PostgreSQL via DATABASE_URL),
+//! each with a fake Twilio media-stream client and a fake ElevenLabs agent, 50 frames/s each
+//! way per call. Both fakes stamp their send time into the first bytes of each 160-byte µ-law
+//! payload (the bridge relays payloads untouched), so the relay latency per direction is
+//! receive time − stamped time.
+//!
+//! This process runs outcall; the fakes run in a child process (this program again, with
+//! `--generate`; see `load.rs`), single-threaded, so each side's CPU is measured on its own.
+//!
+//! `cargo run --release -p outcall --example bench_bridge -- --calls 200 --seconds 20`
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod load;
+mod wire;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use config::Environment;
+use futures_util::{StreamExt, stream};
+use outcall::{Application, Settings};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+const ADMIN_USERNAME: &str = "admin";
+const ADMIN_PASSWORD: &str = "bench horse battery staple";
+const JWT_SECRET: &str = "bench-signing-key-0123456789abcdef0123456789";
+const TWILIO_ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const TWILIO_AUTH_TOKEN: &str = "bench-twilio-auth-token";
+const AGENT_ID: &str = "agent_bench";
+/// After the stop, how long receivers keep counting frames still in flight.
+const GRACE: Duration = Duration::from_millis(1500);
+
+struct Args {
+    calls: usize,
+    seconds: u64,
+    warmup: u64,
+    /// Set in the generator process: the port of the outcall under test.
+    generate_for: Option<u16>,
+}
+
+fn args() -> Args {
+    let mut parsed = Args {
+        calls: 200,
+        seconds: 20,
+        warmup: 3,
+        generate_for: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().expect("a value after each flag");
+        match flag.as_str() {
+            "--calls" => parsed.calls = value.parse().expect("--calls N"),
+            "--seconds" => parsed.seconds = value.parse().expect("--seconds S"),
+            "--warmup" => parsed.warmup = value.parse().expect("--warmup S"),
+            "--generate" => parsed.generate_for = Some(value.parse().expect("--generate PORT")),
+            other => panic!("unknown flag {other} (use --calls N --seconds S --warmup S)"),
+        }
+    }
+    parsed
+}
+
+/// utime + stime, in clock ticks, from a `/proc/.../stat` file.
+fn cpu_ticks(stat_path: &str) -> u64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    let Some(after) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+        return 0;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the comm.
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// CPU ticks of this process's threads: the actix workers (the Twilio sockets, the bridge
+/// sessions and their agent sockets) and the rest (the runtime outcall's background tasks and
+/// the benchmark's setup run on).
+fn cpu_ticks_by_group() -> HashMap<&'static str, u64> {
+    let mut groups = HashMap::new();
+    for entry in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let dir = entry.expect("task").path();
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        let comm = stat
+            .find('(')
+            .zip(stat.rfind(')'))
+            .and_then(|(open, close)| stat.get(open + 1..close))
+            .unwrap_or_default();
+        let group = if comm.starts_with("actix") {
+            "actix workers"
+        } else {
+            "other threads"
+        };
+        *groups.entry(group).or_insert(0) += cpu_ticks(&dir.join("stat").display().to_string());
+    }
+    groups
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentiles(mut v: Vec<u32>) -> String {
+    if v.is_empty() {
+        return "no samples".to_owned();
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    format!(
+        "n={} p50={:.2} ms p99={:.2} ms p99.9={:.2} ms max={:.2} ms",
+        v.len(),
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        v[v.len() - 1] as f64 / 1000.0
+    )
+}
+
+async fn api(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Value {
+    let mut request = http.post(format!("{base}{path}")).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+fn main() {
+    let args = args();
+    if let Some(app_port) = args.generate_for {
+        load::run(load::LoadArgs {
+            app_port,
+            seconds: args.seconds,
+            warmup: args.warmup,
+        });
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(run_app(args));
+}
+
+async fn run_app(args: Args) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut generator = Command::new(std::env::current_exe().expect("this program"))
+        .args([
+            "--generate",
+            &port.to_string(),
+            "--seconds",
+            &args.seconds.to_string(),
+            "--warmup",
+            &args.warmup.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the generator process starts");
+    let mut to_generator = generator.stdin.take().unwrap();
+    let mut from_generator = BufReader::new(generator.stdout.take().unwrap()).lines();
+    let ready = from_generator.next_line().await.unwrap().expect("ready");
+    let ports: Vec<u16> = ready
+        .strip_prefix("ready ")
+        .expect("ready <http port> <ws port>")
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let elevenlabs_base = format!("http://127.0.0.1:{}", ports[0]);
+
+    let public_url = format!("http://127.0.0.1:{port}");
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = std::env::var("DATABASE_URL").unwrap_or_default();
+    let port_text = port.to_string();
+    let data_dir_text = data_dir.path().display().to_string();
+    let env: HashMap<String, String> = [
+        ("OUTCALL__SERVER__PORT", port_text.as_str()),
+        ("OUTCALL__SERVER__PUBLIC_URL", public_url.as_str()),
+        ("OUTCALL__DATABASE__URL", database_url.as_str()),
+        ("OUTCALL__STORAGE__DATA_DIR", data_dir_text.as_str()),
+        ("OUTCALL__AUTH__JWT_SECRET", JWT_SECRET),
+        ("OUTCALL__ADMIN__USERNAME", ADMIN_USERNAME),
+        ("OUTCALL__ADMIN__PASSWORD", ADMIN_PASSWORD),
+        ("OUTCALL__SANDBOX__ENABLED", "false"),
+        ("OUTCALL__TWILIO__ACCOUNT_SID", TWILIO_ACCOUNT_SID),
+        ("OUTCALL__TWILIO__AUTH_TOKEN", TWILIO_AUTH_TOKEN),
+        // Nothing listens there: hang-ups (none expected) would fail fast.
+        ("OUTCALL__TWILIO__API_BASE", "http://127.0.0.1:9"),
+        ("OUTCALL__ELEVENLABS__API_KEY", "bench-elevenlabs-key"),
+        ("OUTCALL__ELEVENLABS__API_BASE", elevenlabs_base.as_str()),
+        (
+            "OUTCALL__ELEVENLABS__WEBHOOK_SECRET",
+            "bench-webhook-secret",
+        ),
+        ("OUTCALL__HTTP__LOGIN_PER_ACCOUNT_PER_MINUTE", "1000"),
+        ("OUTCALL__HTTP__LOGIN_PER_ADDRESS_PER_MINUTE", "1000"),
+    ]
+    .iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let settings = Settings::load_from(None, Environment::default().source(Some(env)))
+        .expect("valid bench settings");
+    let app = Application::build(settings)
+        .await
+        .expect("application builds");
+    assert_eq!(app.port(), port);
+    tokio::spawn(app.run_until_stopped());
+    let base_url = public_url.clone();
+
+    // Admin, one client, N in-progress calls with the client's agent.
+    let http = reqwest::Client::new();
+    let admin = api(
+        &http,
+        &base_url,
+        "/auth/admin/login",
+        None,
+        json!({"username":ADMIN_USERNAME,"password":ADMIN_PASSWORD}),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api(&http, &base_url, "/admin/clients", Some(&admin), json!({
+        "clientId": "bench_client",
+        "clientMeta": {"fullName":"Bench Owner","email":"bench@example.com","phone":"+12125551234","businessName":"Bench Corp"},
+        "agentId": AGENT_ID, "twilioPhoneNumber": "+18001234567", "status": "Active"
+    })).await;
+    let setup = Instant::now();
+    let call_ids: Vec<String> = stream::iter(0..args.calls)
+        .map(|i| {
+            let (http, base_url, admin) = (http.clone(), base_url.clone(), admin.clone());
+            async move {
+                let data = json!({"callSid": format!("CA{i:032x}"), "phone": format!("+1212555{:04}", i % 10000), "from": "+18001234567", "agentId": AGENT_ID, "status": "in-progress", "startTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)});
+                api(&http, &base_url, "/admin/clients/bench_client/calls", Some(&admin), json!({"callData": data})).await["callId"].as_str().unwrap().to_owned()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    println!(
+        "created {} calls in {:.1} s",
+        call_ids.len(),
+        setup.elapsed().as_secs_f64()
+    );
+
+    let mut ids = call_ids.join("\n");
+    ids.push('\n');
+    to_generator.write_all(ids.as_bytes()).await.unwrap();
+    drop(to_generator);
+
+    let rss_before = rss_kib();
+    let mut window = None;
+    let mut cpu_before = (0, HashMap::new());
+    let mut report = Vec::new();
+    while let Some(line) = from_generator.next_line().await.unwrap() {
+        match line.as_str() {
+            "window-start" => {
+                cpu_before = (cpu_ticks("/proc/self/stat"), cpu_ticks_by_group());
+                window = Some(Instant::now());
+            }
+            "window-end" => {
+                let measured_s = window.expect("window-start first").elapsed().as_secs_f64();
+                let ticks = cpu_ticks("/proc/self/stat") - cpu_before.0;
+                let groups = cpu_ticks_by_group();
+                let rss_during = rss_kib();
+                let n = args.calls as f64;
+                let cpu_s = ticks as f64 / 100.0; // USER_HZ on Linux
+                report.push(format!(
+                    "outcall process: {cpu_s:.2} s CPU over {measured_s:.1} s ({:.0}% of one core), {:.3} ms per call-second",
+                    100.0 * cpu_s / measured_s,
+                    1000.0 * cpu_s / measured_s / n
+                ));
+                let mut groups: Vec<_> = groups.into_iter().collect();
+                groups.sort();
+                for (group, after) in groups {
+                    let before = cpu_before.1.get(group).copied().unwrap_or(0);
+                    let s = after.saturating_sub(before) as f64 / 100.0;
+                    report.push(format!(
+                        "  {group}: {s:.2} s CPU ({:.0}% of one core), {:.3} ms per call-second",
+                        100.0 * s / measured_s,
+                        1000.0 * s / measured_s / n
+                    ));
+                }
+                report.push(format!(
+                    "outcall RSS: {rss_before} KiB before the calls, {rss_during} KiB during, {:.1} KiB per call (2 sockets per call)",
+                    rss_during.saturating_sub(rss_before) as f64 / n
+                ));
+            }
+            "done" => break,
+            other => println!("{other}"),
+        }
+    }
+    for line in report {
+        println!("{line}");
+    }
+    let _ = generator.wait().await;
+}
