@@ -5,11 +5,12 @@
 //!
 //! # Mounting
 //! The login rate limiter must be one per process, not one per worker, so it lives in
-//! [`Api`], which is built once and cloned into every worker:
+//! [`Api`], which is built once; [`serve`] clones it into every worker and adds the media
+//! stream's WebSocket upgrade handler:
 //!
 //! ```ignore
 //! let api = outcall_http::Api::new(state, settings);
-//! HttpServer::new(move || api.app()).bind(addr)?.run().await
+//! outcall_http::serve(api, listener, ServerOptions { shutdown_timeout_secs: 30 })?.await
 //! ```
 //!
 //! [`app`] builds a fresh [`Api`] for a single `App` (tests, or one worker).
@@ -35,7 +36,9 @@
 //! - The Twilio media stream (`GET /twilio/media-stream`, a WebSocket) carries no bearer
 //!   token: the upgrade's `X-Twilio-Signature` over the stream URL is checked before the
 //!   upgrade (403 otherwise, and no agent conversation is opened), then the socket is handed
-//!   to [`ApiState::bridge`] on the accepting worker. Serving a call's TwiML prepares its agent
+//!   to [`ApiState::bridge`] on the accepting worker. The upgrade is taken by [`serve`]'s
+//!   upgrade handler, before routing: serve the API with [`serve`], not a plain actix-web
+//!   `HttpServer`, or media streams are answered 501. Serving a call's TwiML prepares its agent
 //!   connection so the agent is ready when the stream starts.
 //! - The ElevenLabs post-call webhook carries no bearer token either: the
 //!   [`VerifiedAgentWebhook`] extractor checks `ElevenLabs-Signature` before reading the body,
@@ -49,10 +52,10 @@ mod dto;
 mod envelope;
 mod error;
 mod extract;
-mod media;
 mod observe;
 mod rate_limit;
 mod routes;
+mod server;
 mod telemetry;
 mod time;
 
@@ -77,6 +80,7 @@ pub use extract::{
 };
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use observe::{REQUEST_ID_HEADER, RequestId};
+pub use server::{ServerOptions, serve};
 pub use time::Millis;
 
 /// Latency buckets of `http_request_duration_seconds` and every other histogram (seconds).

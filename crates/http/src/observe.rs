@@ -15,6 +15,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, HttpResponse};
 
 /// `X-Request-Id`.
@@ -29,7 +30,7 @@ pub struct RequestId(String);
 
 impl RequestId {
     /// The caller's id when acceptable, a fresh one otherwise.
-    fn from_header(value: Option<&HeaderValue>) -> Self {
+    pub(crate) fn from_header(value: Option<&HeaderValue>) -> Self {
         value
             .map(HeaderValue::as_bytes)
             .filter(|bytes| is_acceptable(bytes))
@@ -123,21 +124,26 @@ async fn with_request_id_in_body(
             return ServiceResponse::new(request, failed);
         }
     };
-    let rewritten = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+    let body =
+        error_body_with_request_id(&bytes, id).map_or_else(|| BoxBody::new(bytes), BoxBody::new);
+    let mut head = head.set_body(body);
+    // The length changed; actix computes it from the new body.
+    head.headers_mut().remove(header::CONTENT_LENGTH);
+    ServiceResponse::new(request, head)
+}
+
+/// A JSON object body with `requestId` added; `None` when the body is no JSON object.
+pub(crate) fn error_body_with_request_id(body: &[u8], id: &RequestId) -> Option<Bytes> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(mut members)) => {
             members.insert(
                 "requestId".to_owned(),
                 serde_json::Value::String(id.as_str().to_owned()),
             );
-            serde_json::to_vec(&members).ok()
+            serde_json::to_vec(&members).ok().map(Bytes::from)
         }
         _ => None,
-    };
-    let body = rewritten.map_or_else(|| BoxBody::new(bytes), BoxBody::new);
-    let mut head = head.set_body(body);
-    // The length changed; actix computes it from the new body.
-    head.headers_mut().remove(header::CONTENT_LENGTH);
-    ServiceResponse::new(request, head)
+    }
 }
 
 #[cfg(test)]

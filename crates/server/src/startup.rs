@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::HttpServer;
 use anyhow::Context;
 use outcall_auth::{Argon2Hasher, JwtSettings, JwtTokens, RandomIds};
 use outcall_domain::ports::{Clock, IdGenerator, SecretHasher, TokenService};
@@ -16,7 +15,7 @@ use outcall_domain::services::{
 };
 use outcall_domain::webhooks::PublicUrls;
 use outcall_domain::{AdminPassword, AdminUsername};
-use outcall_http::{Api, ApiState, HttpSettings, LoginLimits, Readiness};
+use outcall_http::{Api, ApiState, HttpSettings, LoginLimits, Readiness, ServerOptions};
 use outcall_media_bridge::{BridgeConfig, MediaBridge};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -174,15 +173,15 @@ impl Application {
             metrics: metrics.clone(),
         };
         let api = Api::new(state, http);
-        let server = HttpServer::new(move || api.app())
-            .listen(listener)
-            .context("listening")?
-            .shutdown_timeout(settings.server.drain_timeout_secs)
-            // outcall handles SIGTERM/SIGINT itself: live calls drain before HTTP stops.
-            .disable_signals()
-            // 20 ms audio frames must not wait for Nagle.
-            .tcp_nodelay(true)
-            .run();
+        // outcall handles SIGTERM/SIGINT itself: live calls drain before HTTP stops.
+        let server = outcall_http::serve(
+            api,
+            listener,
+            ServerOptions {
+                shutdown_timeout_secs: settings.server.drain_timeout_secs,
+            },
+        )
+        .context("listening")?;
 
         let local = format!("{}:{}", settings.server.host, port);
         tracing::info!(

@@ -3,6 +3,9 @@
 //! `X-Twilio-Signature` over the stream URL, checked before anything else happens, so nobody
 //! but Twilio can open an agent conversation.
 
+use actix_http::{Response, ws};
+use actix_web::http::StatusCode;
+use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use outcall_domain::webhooks::paths;
@@ -10,12 +13,12 @@ use outcall_domain::webhooks::paths;
 use crate::ApiState;
 use crate::error::ApiError;
 use crate::extract::TWILIO_SIGNATURE;
-use crate::media::twilio_socket;
 
 /// `GET /twilio/media-stream` (WebSocket upgrade): refuses an unsigned or wrongly signed
 /// upgrade with 403 and no upgrade, answers a signed request that is no WebSocket handshake
-/// with its 4xx, and otherwise upgrades and bridges the socket on this worker until the call
-/// ends.
+/// with its 4xx, and otherwise upgrades and bridges the socket until the call ends. The
+/// upgrade itself is done by the server's upgrade handler (`crate::server`), which checks the
+/// signature the same way; this route answers the requests that are no handshake.
 #[utoipa::path(
     get,
     operation_id = "twilio_media_stream",
@@ -37,25 +40,29 @@ use crate::media::twilio_socket;
 #[tracing::instrument(name = "twilio_media_stream", skip_all)]
 pub async fn stream(
     req: HttpRequest,
-    body: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
-    let signed = req
-        .headers()
+    if !is_signed(req.headers(), &state) {
+        return Err(ApiError::InvalidSignature);
+    }
+    // The server's upgrade handler (`crate::server`) takes every WebSocket handshake before
+    // routing, so a request that gets here is none: answer with the handshake's 4xx.
+    match ws::handshake(req.head()) {
+        Err(error) => Err(ApiError::Http(Response::from(error).status())),
+        Ok(_) => {
+            tracing::error!(
+                "a media-stream upgrade reached the app: serve it with outcall_http::serve"
+            );
+            Err(ApiError::Http(StatusCode::NOT_IMPLEMENTED))
+        }
+    }
+}
+
+/// Whether the headers carry Twilio's valid signature of the stream URL.
+pub(crate) fn is_signed(headers: &HeaderMap, state: &ApiState) -> bool {
+    headers
         .get(TWILIO_SIGNATURE)
         .and_then(|value| value.to_str().ok())
         .filter(|value| !value.is_empty())
-        .is_some_and(|signature| state.placement.verify_stream(signature));
-    if !signed {
-        return Err(ApiError::InvalidSignature);
-    }
-    let (response, session, messages) = actix_ws::handle(&req, body)
-        // A failed handshake's status is in its response only (`status_code` says 500).
-        .map_err(|error| ApiError::Http(error.error_response().status()))?;
-    let bridge = state.bridge.clone();
-    // The socket's halves are tied to this worker (not `Send`): a local task.
-    actix_web::rt::spawn(async move {
-        bridge.run(twilio_socket(session, messages)).await;
-    });
-    Ok(response)
+        .is_some_and(|signature| state.placement.verify_stream(signature))
 }

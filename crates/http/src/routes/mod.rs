@@ -8,7 +8,7 @@ mod calls;
 mod clients;
 mod elevenlabs;
 mod health;
-mod media;
+pub(crate) mod media;
 mod metrics;
 pub(crate) mod openapi;
 mod placement;

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::HttpServer;
 use actix_web::http::{StatusCode, header};
 use actix_web::test::{self, TestRequest};
 use async_trait::async_trait;
@@ -17,7 +16,7 @@ use outcall_domain::ports::{AgentConnection, VoiceAgent, VoiceAgentError};
 use outcall_domain::test_support::{call_fixture, client_fixture, stored_calls};
 use outcall_domain::values::{AgentId, BoundedText, ConversationId};
 use outcall_domain::{Call, CallStatus};
-use outcall_http::{Api, HttpSettings};
+use outcall_http::{Api, ApiState, HttpSettings, ServerOptions};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -227,6 +226,52 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     panic!("never happened: {what}");
 }
 
+/// Serves `state` the way outcall does (with the media stream's upgrade handler).
+fn serve(state: ApiState, listener: TcpListener) -> actix_web::dev::ServerHandle {
+    let api = Api::new(state, HttpSettings::default());
+    let server = outcall_http::serve(
+        api,
+        listener,
+        ServerOptions {
+            shutdown_timeout_secs: 1,
+        },
+    )
+    .expect("listening");
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    handle
+}
+
+/// Sends `head` (a request head without its blank line) plus a `connected` and a `start`
+/// frame, as a client that does not wait for the 101 would, and reads the whole answer until
+/// the server closes the connection: the status code and the JSON body.
+async fn raw_upgrade(port: u16, head: &str) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connected");
+    let mut request = format!("{head}\r\n").into_bytes();
+    request.extend(client_text_frame(CONNECTED));
+    request.extend(client_text_frame(&start("call_1")));
+    socket.write_all(&request).await.expect("sent");
+    let mut answer = Vec::new();
+    within(socket.read_to_end(&mut answer))
+        .await
+        .expect("read until the server closes");
+    let answer = String::from_utf8(answer).expect("a text answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head[9..12].parse().expect("a status code");
+    let body = serde_json::from_str(body).unwrap_or(Value::Null);
+    (status, head.to_ascii_lowercase(), body)
+}
+
+fn upgrade_head(method: &str, path: &str, port: u16, extra: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}"
+    )
+}
+
 /// Lets tasks spawned on this thread run.
 async fn settle() {
     for _ in 0..20 {
@@ -276,6 +321,114 @@ async fn an_unsigned_or_wrongly_signed_upgrade_is_refused_before_any_agent_sessi
         assert_eq!(connects.load(Ordering::SeqCst), 0, "{signature:?}");
         assert_eq!(stats.snapshot().sessions_total, 0, "{signature:?}");
     }
+}
+
+#[actix_web::test]
+async fn the_served_upgrade_handler_refuses_unsigned_misdirected_and_malformed_upgrades() {
+    // Every case answers its JSON error with a request id, upgrades nothing, closes the
+    // connection and never opens an agent conversation or reads the frames sent after it.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("bound").port();
+    let mut mocks = Mocks::new();
+    let (_peers, connects) = fake_agent(&mut mocks);
+    mocks.calls.expect_find_by_id().never();
+    mocks
+        .telephony
+        .expect_verify_webhook()
+        .returning(|_, _, signature| signature == SIGNATURE);
+    let state = mocks.state();
+    let stats = state.bridge.stats();
+    let handle = serve(state, listener);
+
+    let signed = "Sec-WebSocket-Version: 13\r\nX-Twilio-Signature: c2lnbmVkLWJ5LXR3aWxpbw==\r\n";
+    let cases = [
+        (
+            upgrade_head("GET", PATH, port, "Sec-WebSocket-Version: 13\r\n"),
+            403,
+            "Invalid Twilio signature",
+        ),
+        (
+            upgrade_head(
+                "GET",
+                PATH,
+                port,
+                "Sec-WebSocket-Version: 13\r\nX-Twilio-Signature: \r\n",
+            ),
+            403,
+            "Invalid Twilio signature",
+        ),
+        (
+            upgrade_head(
+                "GET",
+                PATH,
+                port,
+                "Sec-WebSocket-Version: 13\r\nX-Twilio-Signature: forged\r\n",
+            ),
+            403,
+            "Invalid Twilio signature",
+        ),
+        (
+            upgrade_head("GET", "/healthz", port, signed),
+            404,
+            "Not found",
+        ),
+        (
+            upgrade_head("GET", "/twilio/media-stream/x", port, signed),
+            404,
+            "Not found",
+        ),
+        (
+            upgrade_head("POST", PATH, port, signed),
+            405,
+            "Method Not Allowed",
+        ),
+        (
+            upgrade_head(
+                "GET",
+                PATH,
+                port,
+                "Sec-WebSocket-Version: 8\r\nX-Twilio-Signature: c2lnbmVkLWJ5LXR3aWxpbw==\r\n",
+            ),
+            426,
+            "Upgrade Required",
+        ),
+        (
+            // No Sec-WebSocket-Key.
+            format!(
+                "GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\n{signed}"
+            ),
+            400,
+            "Bad Request",
+        ),
+    ];
+    for (head, status, error) in cases {
+        let (got, answer_head, body) = raw_upgrade(port, &head).await;
+        assert_eq!(got, status, "{head}");
+        assert_eq!(body["error"], error, "{head}");
+        assert_eq!(body["statusCode"], status, "{head}");
+        let id = body["requestId"]
+            .as_str()
+            .expect("a request id in the body");
+        assert!(
+            answer_head.contains(&format!("x-request-id: {id}")),
+            "{answer_head}"
+        );
+        assert!(answer_head.contains("connection: close"), "{answer_head}");
+        assert!(!answer_head.contains("\r\nupgrade:"), "{answer_head}");
+    }
+    // A caller's own request id is kept.
+    let (_, _, body) = raw_upgrade(
+        port,
+        &upgrade_head("GET", PATH, port, "X-Request-Id: trace-7\r\n"),
+    )
+    .await;
+    assert_eq!(body["requestId"], "trace-7");
+
+    settle().await;
+    assert_eq!(connects.load(Ordering::SeqCst), 0);
+    assert_eq!(stats.snapshot().sessions_total, 0);
+    handle.stop(true).await;
 }
 
 #[actix_web::test]
@@ -336,20 +489,7 @@ async fn a_signed_upgrade_bridges_twilio_and_the_agent_both_ways_until_stop() {
     });
     let state = mocks.state();
     let stats = state.bridge.stats();
-    let api = Api::new(state, HttpSettings::default());
-    let server = HttpServer::new(move || api.app())
-        .workers(1)
-        .tcp_nodelay(true)
-        .disable_signals()
-        .shutdown_timeout(1)
-        // After the close handshake actix waits this long for the client to drop the TCP
-        // connection (default 1 s); tungstenite waits for the server to.
-        .client_disconnect_timeout(Duration::from_millis(100))
-        .listen(listener)
-        .expect("listening")
-        .run();
-    let server_handle = server.handle();
-    actix_web::rt::spawn(server);
+    let server_handle = serve(state, listener);
 
     let mut request = format!("ws://127.0.0.1:{port}{PATH}")
         .into_client_request()
