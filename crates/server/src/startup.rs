@@ -393,10 +393,7 @@ async fn ensure_configured_admin(
     }
     // Sandbox first run: make the product usable at once, with a password nobody else knows.
     let username = AdminUsername::parse(FIRST_RUN_ADMIN).context("first-run admin name")?;
-    let mut bytes = [0u8; 18];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("reading OS randomness: {e}"))?;
-    let generated =
-        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+    let generated = first_run_password()?;
     let password = AdminPassword::parse(&generated).context("first-run admin password")?;
     services
         .auth
@@ -472,9 +469,35 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<SecretString> {
     }
 }
 
+/// 144 random bits, URL-safe base64, never starting with `-`: a password that begins like an
+/// option is misread when passed on a command line (`outcall demo --password -x...`; it
+/// happened to a test, one run in 64).
+fn first_run_password() -> anyhow::Result<String> {
+    loop {
+        let mut bytes = [0u8; 18];
+        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("reading OS randomness: {e}"))?;
+        let generated =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        if !generated.starts_with('-') {
+            return Ok(generated);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_run_passwords_are_long_distinct_and_never_start_like_an_option() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            let password = first_run_password().expect("OS randomness");
+            assert_eq!(password.len(), 24);
+            assert!(!password.starts_with('-'), "{password}");
+            assert!(seen.insert(password));
+        }
+    }
 
     #[test]
     fn a_generated_signing_key_is_kept_private_and_reused() {

@@ -14,7 +14,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::io::{self, BufRead, Write};
+use std::fmt::Write as _;
+use std::io::{self, BufRead, Write as _};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -86,6 +87,8 @@ struct Generator {
     /// Senders per scheduler slot.
     slots: RefCell<Vec<Vec<Sender>>>,
     next_slot: Cell<usize>,
+    /// The base64 of the 151 bytes of silence after a frame's 9-byte head.
+    silence_b64: String,
 }
 
 impl Generator {
@@ -95,10 +98,13 @@ impl Generator {
         self.slots.borrow_mut()[slot].push(sender);
     }
 
+    /// Appends the base64 of a 160-byte frame: the stamp, then 0xFF (µ-law silence). The
+    /// first 9 bytes are whole base64 groups, so only they are encoded per frame.
     fn stamped_payload(&self, out: &mut String) {
-        let mut frame = [0xFFu8; 160];
-        frame[..8].copy_from_slice(&self.clock.us().to_le_bytes());
-        B64.encode_string(frame, out);
+        let mut head = [0xFFu8; 9];
+        head[..8].copy_from_slice(&self.clock.us().to_le_bytes());
+        B64.encode_string(head, out);
+        out.push_str(&self.silence_b64);
     }
 
     /// Sends one frame on each active sender of `slot`.
@@ -110,20 +116,22 @@ impl Generator {
             }
             sender.seq += 1;
             text.clear();
+            // Writing into a String cannot fail.
             match &sender.stream_sid {
                 Some(sid) => {
                     let seq = sender.seq;
-                    text.push_str(&format!(
+                    let _ = write!(
+                        text,
                         r#"{{"event":"media","sequenceNumber":"{seq}","media":{{"track":"inbound","chunk":"{seq}","timestamp":"{}","payload":""#,
                         seq * 20
-                    ));
+                    );
                     self.stamped_payload(text);
-                    text.push_str(&format!(r#""}},"streamSid":"{sid}"}}"#));
+                    let _ = write!(text, r#""}},"streamSid":"{sid}"}}"#);
                 }
                 None => {
                     text.push_str(r#"{"type":"audio","audio_event":{"audio_base_64":""#);
                     self.stamped_payload(text);
-                    text.push_str(&format!(r#"","event_id":{}}}}}"#, sender.seq));
+                    let _ = write!(text, r#"","event_id":{}}}}}"#, sender.seq);
                 }
             }
             frame.clear();
@@ -189,8 +197,9 @@ fn write_now(sender: &mut Sender, frame: &[u8]) -> bool {
 }
 
 /// The stamp of a relayed payload found after `key` in `text` (no JSON parse on the hot path).
-fn stamp_after(text: &[u8], key: &[u8]) -> Option<u64> {
-    let start = text.windows(key.len()).position(|w| w == key)? + key.len();
+fn stamp_after(text: &[u8], key: &str) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?;
+    let start = text.find(key)? + key.len();
     let head = text.get(start..start + 12)?;
     let bytes = B64.decode(head).ok()?;
     Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
@@ -316,7 +325,7 @@ async fn agent_server(listener: TcpListener, generator: Rc<Generator>) {
                 backlog: Vec::new(),
             });
             read_frames(&mut reader, &stream, rest, false, &generator, |text, at| {
-                if let Some(stamp) = stamp_after(text, br#""user_audio_chunk":""#) {
+                if let Some(stamp) = stamp_after(text, r#""user_audio_chunk":""#) {
                     stats.agent_received.set(stats.agent_received.get() + 1);
                     generator.record(&stats.to_agent_us, stamp, at);
                 }
@@ -390,7 +399,7 @@ async fn twilio_call(
         backlog: Vec::new(),
     });
     let reading = read_frames(&mut reader, &stream, rest, true, &generator, |text, at| {
-        if let Some(stamp) = stamp_after(text, br#""payload":""#) {
+        if let Some(stamp) = stamp_after(text, r#""payload":""#) {
             stats.twilio_received.set(stats.twilio_received.get() + 1);
             if !active.get() {
                 active.set(true);
@@ -461,6 +470,7 @@ async fn generate(args: LoadArgs) {
         measure_from: Cell::new(u64::MAX),
         slots: RefCell::new((0..SLOTS).map(|_| Vec::new()).collect()),
         next_slot: Cell::new(0),
+        silence_b64: B64.encode([0xFFu8; 151]),
     });
     tokio::task::spawn_local(agent_server(ws_listener, generator.clone()));
     say(&format!("ready {http_port} {ws_port}"));
@@ -553,4 +563,23 @@ fn say(line: &str) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_its_encoded_head_followed_by_the_encoded_silence() {
+        let mut frame = [0xFFu8; 160];
+        frame[..8].copy_from_slice(&123_456_789u64.to_le_bytes());
+        let mut pieced = B64.encode(&frame[..9]);
+        pieced.push_str(&B64.encode([0xFFu8; 151]));
+        assert_eq!(pieced, B64.encode(frame));
+        let text = format!(r#"{{"media":{{"payload":"{pieced}"}}}}"#);
+        assert_eq!(
+            stamp_after(text.as_bytes(), r#""payload":""#),
+            Some(123_456_789)
+        );
+    }
 }

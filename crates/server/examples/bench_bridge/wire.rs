@@ -35,14 +35,25 @@ pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], masked: bool) {
     }
     if masked {
         out.extend_from_slice(&CLIENT_MASK);
-        out.extend(
-            payload
-                .iter()
-                .enumerate()
-                .map(|(i, byte)| byte ^ CLIENT_MASK[i % 4]),
-        );
+        let start = out.len();
+        out.extend_from_slice(payload);
+        apply_mask(&mut out[start..], CLIENT_MASK);
     } else {
         out.extend_from_slice(payload);
+    }
+}
+
+/// XORs `bytes` with the repeated `key`, four bytes at a time (the generator masks or unmasks
+/// every frame it handles).
+fn apply_mask(bytes: &mut [u8], key: [u8; 4]) {
+    let word = u32::from_ne_bytes(key);
+    let mut chunks = bytes.chunks_exact_mut(4);
+    for chunk in &mut chunks {
+        let masked = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) ^ word;
+        chunk.copy_from_slice(&masked.to_ne_bytes());
+    }
+    for (byte, k) in chunks.into_remainder().iter_mut().zip(key) {
+        *byte ^= k;
     }
 }
 
@@ -83,9 +94,7 @@ pub fn decode(buf: &mut [u8]) -> Option<Frame> {
     let payload = at..at + len;
     let bytes = buf.get_mut(payload.clone())?;
     if let Some(key) = mask {
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte ^= key[i % 4];
-        }
+        apply_mask(bytes, key);
     }
     Some(Frame {
         opcode: first & 0x0f,
