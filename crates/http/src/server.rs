@@ -125,12 +125,17 @@ impl MediaUpgrade {
         } else {
             "unmatched"
         };
+        let id = RequestId::from_header(request.headers().get(&REQUEST_ID_HEADER));
         let response = match handshake {
-            Ok(mut builder) => builder
-                .message_body(())
-                .map_err(|e| io::Error::other(e.to_string()))?,
+            Ok(mut builder) => {
+                if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+                    builder.insert_header((REQUEST_ID_HEADER, value));
+                }
+                builder
+                    .message_body(())
+                    .map_err(|e| io::Error::other(e.to_string()))?
+            }
             Err(error) => {
-                let id = RequestId::from_header(request.headers().get(&REQUEST_ID_HEADER));
                 let response = refuse(&mut framed, &error, &id).await;
                 count(
                     request.method(),

@@ -502,6 +502,11 @@ async fn a_signed_upgrade_bridges_twilio_and_the_agent_both_ways_until_stop() {
         .expect("upgraded");
     assert_eq!(response.status().as_u16(), 101);
     assert_eq!(
+        response.headers().get("x-request-id").map(|id| id.len()),
+        Some(32),
+        "the upgrade is answered with a request id"
+    );
+    assert_eq!(
         *checked.lock().expect("lock"),
         vec![(
             format!("ws://127.0.0.1:{port}/twilio/media-stream"),
