@@ -14,7 +14,7 @@ use std::io;
 use std::net::TcpListener;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_codec::Framed;
 use actix_http::body::BodySize;
@@ -56,7 +56,10 @@ pub struct ServerOptions {
 /// When the listener cannot be registered.
 pub fn serve(api: Api, listener: TcpListener, options: ServerOptions) -> io::Result<Server> {
     let addr = listener.local_addr()?;
-    Ok(Server::build()
+    let builder = Server::build();
+    // Tells idle keep-alive connections to close when the server stops, as HttpServer does.
+    let stopping = builder.graceful_shutdown_signal();
+    Ok(builder
         .listen("outcall", listener, move || {
             let media = MediaUpgrade {
                 state: api.state.clone(),
@@ -65,7 +68,14 @@ pub fn serve(api: Api, listener: TcpListener, options: ServerOptions) -> io::Res
                 .app()
                 .into_factory()
                 .map_err(|error: actix_web::Error| error.error_response());
+            let stopping = stopping.clone();
             HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
+                // actix-web's HttpServer default (actix-http's own is none).
+                .client_disconnect_timeout(Duration::from_secs(1))
                 // 20 ms audio frames must not wait for Nagle.
                 .tcp_nodelay(true)
                 .local_addr(addr)
