@@ -1,14 +1,15 @@
 //! The HTTP server around [`Api::app`]: actix-web's HTTP/1.1 service, plus an upgrade handler
 //! that takes Twilio's media-stream WebSocket off the HTTP dispatcher.
 //!
-//! Through the app, a WebSocket's frames pass the dispatcher task, a payload channel and the
-//! actix-ws session channel: two extra task hops per 20 ms audio frame and direction. The
+//! Through the app (actix-ws), a WebSocket's frames passed the dispatcher task, a payload
+//! channel and a session channel: two extra task hops per 20 ms audio frame and direction. The
 //! upgrade handler instead answers the handshake itself and hands the bare TCP stream to
 //! tungstenite, in the same task that relays it to the agent (the bridge's CPU per frame fell
-//! by about a fifth; `docs/benchmarks.md`). Every WebSocket upgrade (`Upgrade: websocket`)
-//! arrives here, whatever its path; only a signed `GET /twilio/media-stream` is upgraded, any
-//! other gets the JSON error the app would give, with its request id, and the connection
-//! closes.
+//! by about a tenth and its p99 at 800 calls several-fold; `docs/benchmarks.md`).
+//!
+//! Every WebSocket upgrade (`Upgrade: websocket`) arrives here, whatever its path; only a
+//! signed `GET /twilio/media-stream` is upgraded, any other gets the JSON error the app would
+//! give, with its request id, and the connection closes.
 
 use std::io;
 use std::net::TcpListener;
