@@ -29,8 +29,9 @@ use anyhow::{Context as _, bail, ensure};
 use config::Environment;
 use outcall::{Application, Settings};
 use outcall_domain::ClientStatus;
+use outcall_e2e::api::Api;
 use outcall_postgres::bench::{self, DataSet, Lcg, Timing, ms};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const ADMIN_USERNAME: &str = "admin";
 const ADMIN_PASSWORD: &str = "bench horse battery staple";
@@ -140,32 +141,6 @@ async fn start_application(database_url: &str) -> anyhow::Result<String> {
     ensure!(app.port() == port, "the application bound another port");
     tokio::spawn(app.run_until_stopped());
     Ok(public_url)
-}
-
-/// `method path` with an optional bearer token and JSON body; the parsed body of a 200.
-async fn call(
-    http: &reqwest::Client,
-    base: &str,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
-    let mut request = http.request(method.clone(), format!("{base}{path}"));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("{method} {path}"))?;
-    let status = response.status();
-    let text = response.text().await?;
-    ensure!(status.is_success(), "{method} {path}: {status} {text}");
-    serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON"))
 }
 
 /// What a timed request needs: who asks, what, and how to check a sample answer.
@@ -310,25 +285,9 @@ impl Target {
 }
 
 /// Logs the admin in, then gives `count` active seeded clients a new secret and logs each in.
-async fn tokens(
-    http: &reqwest::Client,
-    base: &str,
-    seeded: i64,
-    count: usize,
-) -> anyhow::Result<(String, Vec<String>)> {
-    let login = json!({"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD});
-    let admin = call(
-        http,
-        base,
-        reqwest::Method::POST,
-        "/auth/admin/login",
-        None,
-        Some(login),
-    )
-    .await?["token"]
-        .as_str()
-        .context("admin login: no token")?
-        .to_owned();
+async fn tokens(base: &str, seeded: i64, count: usize) -> anyhow::Result<(String, Vec<String>)> {
+    let api = Api::new(base);
+    let admin = api.admin_login(ADMIN_USERNAME, ADMIN_PASSWORD).await?;
     let started = Instant::now();
     let mut rng = Lcg(7);
     let mut chosen = Vec::new();
@@ -347,31 +306,24 @@ async fn tokens(
     for n in chosen {
         let id = bench::client_id(n)?;
         let id = id.as_str();
-        let reset = call(
-            http,
-            base,
-            reqwest::Method::POST,
-            &format!("/admin/clients/{id}/reset-secret"),
-            Some(&admin),
-            None,
-        )
-        .await?;
-        let secret = reset["client"]["clientSecret"]
+        let reset = api
+            .send(
+                reqwest::Method::POST,
+                &format!("/admin/clients/{id}/reset-secret"),
+                Some(&admin),
+                None,
+            )
+            .await?;
+        ensure!(
+            reset.status == 200,
+            "reset-secret {id}: {} {}",
+            reset.status,
+            reset.body
+        );
+        let secret = reset.body["client"]["clientSecret"]
             .as_str()
             .context("reset-secret: no clientSecret")?;
-        let login = json!({"clientId": id, "clientSecret": secret});
-        let token = call(
-            http,
-            base,
-            reqwest::Method::POST,
-            "/auth/login",
-            None,
-            Some(login),
-        )
-        .await?["token"]
-            .as_str()
-            .context("client login: no token")?
-            .to_owned();
+        let token = api.client_login(id, secret).await?;
         tokens.push(token);
     }
     println!(
@@ -490,7 +442,7 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(options.concurrency.max(1))
         .tcp_nodelay(true)
         .build()?;
-    let (admin, clients) = tokens(&http, &base, options.clients, options.logins).await?;
+    let (admin, clients) = tokens(&base, options.clients, options.logins).await?;
     let target = Arc::new(Target {
         http,
         base,

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use config::Environment;
 use futures_util::{StreamExt, stream};
 use outcall::{Application, Settings};
-use serde_json::{Value, json};
+use outcall_e2e::api::Api;
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
@@ -130,24 +131,6 @@ fn percentiles(mut v: Vec<u32>) -> String {
     )
 }
 
-async fn api(
-    http: &reqwest::Client,
-    base: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Value,
-) -> Value {
-    let mut request = http.post(format!("{base}{path}")).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
-}
-
 fn main() {
     let args = args();
     if let Some(app_port) = args.generate_for {
@@ -236,30 +219,26 @@ async fn run_app(args: Args) {
     let base_url = public_url.clone();
 
     // Admin, one client, N in-progress calls with the client's agent.
-    let http = reqwest::Client::new();
-    let admin = api(
-        &http,
-        &base_url,
-        "/auth/admin/login",
-        None,
-        json!({"username":ADMIN_USERNAME,"password":ADMIN_PASSWORD}),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    api(&http, &base_url, "/admin/clients", Some(&admin), json!({
-        "clientId": "bench_client",
-        "clientMeta": {"fullName":"Bench Owner","email":"bench@example.com","phone":"+12125551234","businessName":"Bench Corp"},
-        "agentId": AGENT_ID, "twilioPhoneNumber": "+18001234567", "status": "Active"
-    })).await;
+    let api = Api::new(&base_url);
+    let admin = api
+        .admin_login(ADMIN_USERNAME, ADMIN_PASSWORD)
+        .await
+        .expect("admin login");
+    api.create_client(&admin, "bench_client", AGENT_ID)
+        .await
+        .expect("the bench client");
     let setup = Instant::now();
     let call_ids: Vec<String> = stream::iter(0..args.calls)
         .map(|i| {
-            let (http, base_url, admin) = (http.clone(), base_url.clone(), admin.clone());
+            let (api, admin) = (api.clone(), admin.clone());
             async move {
                 let data = json!({"callSid": format!("CA{i:032x}"), "phone": format!("+1212555{:04}", i % 10000), "from": "+18001234567", "agentId": AGENT_ID, "status": "in-progress", "startTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)});
-                api(&http, &base_url, "/admin/clients/bench_client/calls", Some(&admin), json!({"callData": data})).await["callId"].as_str().unwrap().to_owned()
+                let reply = api
+                    .post("/admin/clients/bench_client/calls", Some(&admin), json!({"callData": data}))
+                    .await
+                    .expect("an answer");
+                assert_eq!(reply.status, 200, "adding a call: {}", reply.body);
+                reply.body["callId"].as_str().expect("a callId").to_owned()
             }
         })
         .buffer_unordered(16)

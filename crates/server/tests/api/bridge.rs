@@ -4,25 +4,11 @@
 
 use std::time::Duration;
 
-use outcall_sandbox::{ConversationScript, ScriptTurn};
+use outcall_sandbox::ConversationScript;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, wait_for_call, wait_for_call_status};
-
-fn short_script() -> ConversationScript {
-    ConversationScript {
-        first_message: "Hello from the agent.".to_owned(),
-        turns: vec![ScriptTurn {
-            user: "Hi, tell me more.".to_owned(),
-            user_audio_ms: 200,
-            agent: "Gladly. Goodbye!".to_owned(),
-        }],
-        end_after_turns: true,
-        ping_interval: Duration::from_millis(200),
-        ..ConversationScript::default()
-    }
-}
+use crate::helpers::{TestApp, short_script, wait_for_call, wait_for_call_status};
 
 /// Waits until the post-call report has filled the call's summary.
 async fn wait_for_summary(app: &TestApp, token: &str, call_id: &str) -> serde_json::Value {

@@ -10,7 +10,7 @@ use config::Environment;
 use outcall::{Application, Settings};
 use outcall_sandbox::{
     CallOutcomeScript, ConversationScript, ElevenLabsEmulator, ElevenLabsEmulatorConfig,
-    MediaScript, TwilioEmulator, TwilioEmulatorConfig, WebhookTarget,
+    MediaScript, ScriptTurn, TwilioEmulator, TwilioEmulatorConfig, WebhookTarget,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -354,5 +354,20 @@ pub async fn wait_for_call(
             call.body
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One turn, then the agent says goodbye: a whole conversation in about a second.
+pub fn short_script() -> ConversationScript {
+    ConversationScript {
+        first_message: "Hello from the agent.".to_owned(),
+        turns: vec![ScriptTurn {
+            user: "Hi, tell me more.".to_owned(),
+            user_audio_ms: 200,
+            agent: "Gladly. Goodbye!".to_owned(),
+        }],
+        end_after_turns: true,
+        ping_interval: Duration::from_millis(200),
+        ..ConversationScript::default()
     }
 }

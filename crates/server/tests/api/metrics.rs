@@ -9,28 +9,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use outcall_sandbox::{CallOutcomeScript, ConversationScript, ScriptTurn};
+use outcall_sandbox::CallOutcomeScript;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, wait_for_call, wait_for_call_status};
+use crate::helpers::{TestApp, short_script, wait_for_call, wait_for_call_status};
 
 const ANSWERS: &str = "+12125550123";
 const REFUSED: &str = "+12125550188";
-
-fn short_script() -> ConversationScript {
-    ConversationScript {
-        first_message: "Hello from the agent.".to_owned(),
-        turns: vec![ScriptTurn {
-            user: "Hi, tell me more.".to_owned(),
-            user_audio_ms: 200,
-            agent: "Gladly. Goodbye!".to_owned(),
-        }],
-        end_after_turns: true,
-        ping_interval: Duration::from_millis(200),
-        ..ConversationScript::default()
-    }
-}
 
 async fn scrape(app: &TestApp) -> String {
     let response = app
