@@ -52,6 +52,7 @@ mod dto;
 mod envelope;
 mod error;
 mod extract;
+mod media_socket;
 mod observe;
 mod rate_limit;
 mod routes;

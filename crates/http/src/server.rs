@@ -13,8 +13,6 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use actix_codec::Framed;
@@ -26,16 +24,14 @@ use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_confi
 use actix_web::ResponseError;
 use actix_web::dev::AppConfig;
 use actix_web::http::header::HeaderValue;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::SinkExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use outcall_domain::webhooks::paths;
 
 use crate::error::ApiError;
+use crate::media_socket::MediaSocket;
 use crate::observe::{REQUEST_ID_HEADER, RequestId, error_body_with_request_id};
 use crate::{Api, ApiState};
 
@@ -167,14 +163,8 @@ impl MediaUpgrade {
         framed.send((response, BodySize::None).into()).await?;
         count(request.method(), route, 101, started);
         let parts = framed.into_parts();
-        let socket = WebSocketStream::from_partially_read(
-            parts.io,
-            parts.read_buf.to_vec(),
-            Role::Server,
-            Some(twilio_ws_config()),
-        )
-        .await;
-        self.state.bridge.run(TwilioWs::new(socket)).await;
+        let socket = MediaSocket::new(parts.io, parts.read_buf.to_vec(), twilio_ws_config());
+        self.state.bridge.run(socket).await;
         Ok(())
     }
 }
@@ -222,99 +212,14 @@ where
     framed.close().await
 }
 
-/// Twilio frames are ~300 bytes: small buffers, as for the agent sockets (tungstenite zeroes
-/// the free read buffer before every read).
+/// Twilio frames are ~300 bytes: a small read buffer, as for the agent sockets (tungstenite
+/// zeroes the free read buffer before every read). Frames fed to the socket wait for the
+/// bridge's flush unless they pile up past the write buffer size.
 fn twilio_ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(16 * 1024)
         .max_write_buffer_size(4 * MAX_FRAME_BYTES)
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
-}
-
-/// The media-stream socket as the bridge's transport: its text frames as a stream, a sink of
-/// text frames, closing with 1000. Pings are answered by tungstenite; binary frames and pongs
-/// are skipped; a close frame or error ends the stream.
-struct TwilioWs<T> {
-    socket: WebSocketStream<T>,
-    ended: bool,
-    close_sent: bool,
-}
-
-impl<T> TwilioWs<T> {
-    fn new(socket: WebSocketStream<T>) -> Self {
-        Self {
-            socket,
-            ended: false,
-            close_sent: false,
-        }
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> Stream for TwilioWs<T> {
-    type Item = Result<String, WsError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        loop {
-            if this.ended {
-                return Poll::Ready(None);
-            }
-            match ready!(this.socket.poll_next_unpin(cx)) {
-                Some(Ok(WsMessage::Text(text))) => {
-                    return Poll::Ready(Some(Ok(text.as_str().to_owned())));
-                }
-                Some(Ok(WsMessage::Close(_))) | None => this.ended = true,
-                Some(Ok(_)) => {}
-                Some(Err(error)) => {
-                    this.ended = true;
-                    return Poll::Ready(Some(Err(error)));
-                }
-            }
-        }
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> Sink<String> for TwilioWs<T> {
-    type Error = WsError;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        self.get_mut().socket.poll_ready_unpin(cx)
-    }
-
-    fn start_send(self: Pin<&mut Self>, text: String) -> Result<(), WsError> {
-        self.get_mut()
-            .socket
-            .start_send_unpin(WsMessage::text(text))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        self.get_mut().socket.poll_flush_unpin(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        let this = self.get_mut();
-        if !this.close_sent {
-            let ready = ready!(this.socket.poll_ready_unpin(cx));
-            this.close_sent = true;
-            let frame = CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            };
-            if ready.is_err()
-                || this
-                    .socket
-                    .start_send_unpin(WsMessage::Close(Some(frame)))
-                    .is_err()
-            {
-                // The connection is gone already.
-                return Poll::Ready(Ok(()));
-            }
-        }
-        match ready!(this.socket.poll_close_unpin(cx)) {
-            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
-            other => Poll::Ready(other),
-        }
-    }
 }

@@ -263,8 +263,13 @@ pub fn parse_agent(text: &str) -> Result<AgentEvent<'_>, ParseError> {
 /// Appends `value` as a JSON string literal (with quotes), escaped per RFC 8259.
 pub fn push_json_string(out: &mut String, value: &str) {
     out.push('"');
-    // Base64 payloads never need escaping: one scan, then a plain copy.
-    if !value.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+    // Base64 payloads never need escaping: one scan, then a plain copy. The scan folds
+    // instead of stopping at the first hit so that it compiles to vector compares (an
+    // early-exit `any` ran byte by byte, 2% of the bridge's CPU in `perf`).
+    let needs_escaping = value.bytes().fold(false, |found, b| {
+        found | (b == b'"') | (b == b'\\') | (b < 0x20)
+    });
+    if !needs_escaping {
         out.push_str(value);
         out.push('"');
         return;
