@@ -3,7 +3,10 @@
 //! fake Twilio media-stream clients.
 //!
 //! Both fakes send 160-byte µ-law frames at 50 frames/s per call and direction, stamped with
-//! their send time in the first 8 payload bytes (the bridge relays payloads untouched). One
+//! their send time in the first 8 payload bytes (the bridge relays payloads untouched). A
+//! relayed frame is timed twice: when it arrived at the receiving fake's socket (the kernel's
+//! receive timestamp, `SO_TIMESTAMPNS`), which is the latency the bridge added, and when the
+//! fake read it, which adds this process's own scheduling delays. One
 //! scheduler task sends every frame, spreading the calls evenly over each 20 ms period (real
 //! calls start at random moments) instead of one timer per socket; each socket has one reader
 //! task. Frames are written and parsed by [`super::wire`], not a WebSocket library.
@@ -16,13 +19,16 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::{self, BufRead, Write as _};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+use nix::sys::time::TimeSpec;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::LocalSet;
@@ -53,8 +59,16 @@ struct Stats {
     /// Sends that found the socket's buffer full (the rest went out later, in order).
     sends_backlogged: Cell<u64>,
     send_errors: Cell<u64>,
-    to_agent_us: RefCell<Vec<u32>>,
-    to_twilio_us: RefCell<Vec<u32>>,
+    /// Latency samples (µs) per direction: until the frame arrived at the receiving socket,
+    /// and until the fake read it.
+    to_agent: Samples,
+    to_twilio: Samples,
+}
+
+#[derive(Default)]
+struct Samples {
+    arrived_us: RefCell<Vec<u32>>,
+    read_us: RefCell<Vec<u32>>,
 }
 
 /// One socket end the scheduler sends audio on.
@@ -69,13 +83,30 @@ struct Sender {
     backlog: Vec<u8>,
 }
 
+/// Microseconds since the generator started, on the wall clock: the kernel's receive
+/// timestamps are wall-clock times (a clock step during a run would show as an outlier).
 struct Clock {
-    origin: std::time::Instant,
+    origin: SystemTime,
 }
 
 impl Clock {
     fn us(&self) -> u64 {
-        self.origin.elapsed().as_micros() as u64
+        self.us_at(SystemTime::now())
+    }
+
+    fn us_at(&self, at: SystemTime) -> u64 {
+        at.duration_since(self.origin)
+            .unwrap_or_default()
+            .as_micros() as u64
+    }
+
+    /// A kernel timestamp (`SCM_TIMESTAMPNS`) on this clock.
+    fn us_of(&self, stamp: TimeSpec) -> u64 {
+        let since_epoch = Duration::new(
+            u64::try_from(stamp.tv_sec()).unwrap_or(0),
+            u32::try_from(stamp.tv_nsec()).unwrap_or(0),
+        );
+        self.us_at(SystemTime::UNIX_EPOCH + since_epoch)
     }
 }
 
@@ -158,11 +189,11 @@ impl Generator {
         }
     }
 
-    fn record(&self, samples: &RefCell<Vec<u32>>, stamp: u64, at: u64) {
+    fn record(&self, samples: &Samples, stamp: u64, times: Received) {
         if stamp >= self.measure_from.get() {
-            samples
-                .borrow_mut()
-                .push(u32::try_from(at.saturating_sub(stamp)).unwrap_or(u32::MAX));
+            let since = |at: u64| u32::try_from(at.saturating_sub(stamp)).unwrap_or(u32::MAX);
+            samples.arrived_us.borrow_mut().push(since(times.arrived));
+            samples.read_us.borrow_mut().push(since(times.read));
         }
     }
 }
@@ -205,29 +236,93 @@ fn stamp_after(text: &[u8], key: &str) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
-/// Reads frames from one socket until it closes, handing each text payload to `on_text` with
-/// the time it was read. Answers pings and close frames on `stream`.
+/// When a received frame arrived at its socket and when it was read (µs on [`Clock`]).
+#[derive(Debug, Clone, Copy)]
+struct Received {
+    arrived: u64,
+    read: u64,
+}
+
+/// Asks the kernel to timestamp what arrives at `socket` (read back by [`recv_stamped`]).
+fn timestamp_arrivals(socket: &TcpStream) -> io::Result<()> {
+    setsockopt(socket, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)
+}
+
+/// One `recvmsg` into `buffer`: the bytes read and the kernel's receive timestamp of the last
+/// segment read (so frames read together are all given the latest arrival: never earlier
+/// than the truth).
 ///
-/// Reads through `AsyncRead` (not `readable` + `try_read`): tokio then treats a short read as
-/// the socket drained and skips the extra read that would only say `WouldBlock`, one syscall
-/// per frame instead of two.
+/// A short read counts as draining the socket (tokio's own `AsyncRead` does the same), so a
+/// frame costs one system call, not a second one that would only say `WouldBlock`.
+async fn recv_stamped(
+    socket: &TcpStream,
+    buffer: &mut [u8],
+    control: &mut [u8],
+) -> io::Result<(usize, Option<TimeSpec>)> {
+    loop {
+        socket.readable().await?;
+        let mut drained = None;
+        let result = socket.try_io(Interest::READABLE, || {
+            let mut iov = [io::IoSliceMut::new(buffer)];
+            let message = recvmsg::<()>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut *control),
+                MsgFlags::empty(),
+            )
+            .map_err(io::Error::from)?;
+            let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
+                cmsgs.find_map(|cmsg| match cmsg {
+                    ControlMessageOwned::ScmTimestampns(stamp) => Some(stamp),
+                    _ => None,
+                })
+            });
+            let read = (message.bytes, stamp);
+            if message.bytes > 0 && message.bytes < iov[0].len() {
+                // Tell tokio the socket is drained; the bytes are handed over below.
+                drained = Some(read);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(read)
+        });
+        match result {
+            Ok(read) => return Ok(read),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Some(read) = drained {
+                    return Ok(read);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads frames from one socket until it closes, handing each text payload to `on_text` with
+/// the times it arrived and was read. Answers pings and close frames on `stream`.
 async fn read_frames(
     reader: &mut OwnedReadHalf,
     stream: &OwnedWriteHalf,
     mut buffer: Vec<u8>,
     masked_replies: bool,
     generator: &Generator,
-    mut on_text: impl FnMut(&[u8], u64),
+    mut on_text: impl FnMut(&[u8], Received),
 ) {
     let mut filled = buffer.len();
     buffer.resize(filled.max(8192), 0);
+    let mut control = nix::cmsg_space!(TimeSpec);
+    // Bytes read during the handshake have no timestamp: time them as read.
+    let mut arrived = None;
     loop {
         let mut start = 0;
         while let Some(frame) = wire::decode(&mut buffer[start..filled]) {
             let payload = start + frame.payload.start..start + frame.payload.end;
             start += frame.consumed;
             match frame.opcode {
-                OPCODE_TEXT => on_text(&buffer[payload], generator.clock.us()),
+                OPCODE_TEXT => {
+                    let read = generator.clock.us();
+                    let arrived = arrived.map_or(read, |stamp| generator.clock.us_of(stamp));
+                    on_text(&buffer[payload], Received { arrived, read });
+                }
                 OPCODE_CLOSE => {
                     let mut reply = Vec::new();
                     wire::encode(&mut reply, OPCODE_CLOSE, &[0x03, 0xE8], masked_replies);
@@ -247,9 +342,12 @@ async fn read_frames(
         if filled == buffer.len() {
             buffer.resize(buffer.len() * 2, 0);
         }
-        match reader.read(&mut buffer[filled..]).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => filled += n,
+        match recv_stamped(reader.as_ref(), &mut buffer[filled..], &mut control).await {
+            Ok((0, _)) | Err(_) => return,
+            Ok((n, stamp)) => {
+                filled += n;
+                arrived = stamp.or(arrived);
+            }
         }
     }
 }
@@ -304,6 +402,9 @@ async fn agent_server(listener: TcpListener, generator: Rc<Generator>) {
         let generator = generator.clone();
         tokio::task::spawn_local(async move {
             let _ = socket.set_nodelay(true);
+            if timestamp_arrivals(&socket).is_err() {
+                return;
+            }
             let Ok(rest) = wire::accept(&mut socket).await else {
                 return;
             };
@@ -324,12 +425,19 @@ async fn agent_server(listener: TcpListener, generator: Rc<Generator>) {
                 seq: 0,
                 backlog: Vec::new(),
             });
-            read_frames(&mut reader, &stream, rest, false, &generator, |text, at| {
-                if let Some(stamp) = stamp_after(text, r#""user_audio_chunk":""#) {
-                    stats.agent_received.set(stats.agent_received.get() + 1);
-                    generator.record(&stats.to_agent_us, stamp, at);
-                }
-            })
+            read_frames(
+                &mut reader,
+                &stream,
+                rest,
+                false,
+                &generator,
+                |text, times| {
+                    if let Some(stamp) = stamp_after(text, r#""user_audio_chunk":""#) {
+                        stats.agent_received.set(stats.agent_received.get() + 1);
+                        generator.record(&stats.to_agent, stamp, times);
+                    }
+                },
+            )
             .await;
         });
     }
@@ -351,6 +459,7 @@ async fn twilio_call(
     let connected = async {
         let mut socket = TcpStream::connect(&host).await?;
         socket.set_nodelay(true)?;
+        timestamp_arrivals(&socket)?;
         let rest = wire::connect(
             &mut socket,
             &host,
@@ -398,16 +507,23 @@ async fn twilio_call(
         seq: 1,
         backlog: Vec::new(),
     });
-    let reading = read_frames(&mut reader, &stream, rest, true, &generator, |text, at| {
-        if let Some(stamp) = stamp_after(text, r#""payload":""#) {
-            stats.twilio_received.set(stats.twilio_received.get() + 1);
-            if !active.get() {
-                active.set(true);
-                stats.calls_bridged.set(stats.calls_bridged.get() + 1);
+    let reading = read_frames(
+        &mut reader,
+        &stream,
+        rest,
+        true,
+        &generator,
+        |text, times| {
+            if let Some(stamp) = stamp_after(text, r#""payload":""#) {
+                stats.twilio_received.set(stats.twilio_received.get() + 1);
+                if !active.get() {
+                    active.set(true);
+                    stats.calls_bridged.set(stats.calls_bridged.get() + 1);
+                }
+                generator.record(&stats.to_twilio, stamp, times);
             }
-            generator.record(&stats.to_twilio_us, stamp, at);
-        }
-    });
+        },
+    );
     tokio::pin!(reading);
     tokio::select! {
         () = &mut reading => {}
@@ -464,7 +580,7 @@ async fn generate(args: LoadArgs) {
     tokio::task::spawn_local(signed_url_server(http_listener, ws_port));
     let generator = Rc::new(Generator {
         clock: Clock {
-            origin: std::time::Instant::now(),
+            origin: SystemTime::now(),
         },
         stats: Stats::default(),
         measure_from: Cell::new(u64::MAX),
@@ -541,14 +657,19 @@ async fn generate(args: LoadArgs) {
         "agent->twilio: sent {asent}, received {tr}, lost {}",
         asent.saturating_sub(tr)
     ));
-    say(&format!(
-        "latency twilio->agent: {}",
-        percentiles(std::mem::take(&mut *stats.to_agent_us.borrow_mut()))
-    ));
-    say(&format!(
-        "latency agent->twilio: {}",
-        percentiles(std::mem::take(&mut *stats.to_twilio_us.borrow_mut()))
-    ));
+    for (direction, samples) in [
+        ("twilio->agent", &stats.to_agent),
+        ("agent->twilio", &stats.to_twilio),
+    ] {
+        say(&format!(
+            "latency {direction} (arrival at the fake's socket): {}",
+            percentiles(std::mem::take(&mut *samples.arrived_us.borrow_mut()))
+        ));
+        say(&format!(
+            "read latency {direction} (read by the fake): {}",
+            percentiles(std::mem::take(&mut *samples.read_us.borrow_mut()))
+        ));
+    }
     say(&format!(
         "generator process: {cpu_s:.2} s CPU over {measured_s:.1} s ({:.0}% of one core), {:.3} ms per call-second; {} sends found a full socket buffer, {} sends failed",
         100.0 * cpu_s / measured_s,
@@ -581,5 +702,34 @@ mod tests {
             stamp_after(text.as_bytes(), r#""payload":""#),
             Some(123_456_789)
         );
+    }
+
+    #[tokio::test]
+    async fn a_read_reports_when_its_bytes_arrived_at_the_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut sender = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (receiver, _) = listener.accept().await.unwrap();
+        timestamp_arrivals(&receiver).unwrap();
+        let clock = Clock {
+            origin: SystemTime::now(),
+        };
+
+        let before_send = clock.us();
+        sender.write_all(b"frame").await.unwrap();
+        // Read well after the arrival: the timestamp must be the arrival, not the read.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut buffer = [0u8; 64];
+        let mut control = nix::cmsg_space!(TimeSpec);
+        let (n, stamp) = recv_stamped(&receiver, &mut buffer, &mut control)
+            .await
+            .unwrap();
+        let read = clock.us();
+
+        assert_eq!(&buffer[..n], b"frame");
+        let arrived = clock.us_of(stamp.expect("a receive timestamp"));
+        assert!(arrived >= before_send, "{arrived} < {before_send}");
+        assert!(read - arrived >= 40_000, "arrived {arrived}, read {read}");
     }
 }
