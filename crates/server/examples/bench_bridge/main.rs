@@ -3,10 +3,12 @@
 //! each with a fake Twilio media-stream client and a fake ElevenLabs agent, 50 frames/s each
 //! way per call. Both fakes stamp their send time into the first bytes of each 160-byte µ-law
 //! payload (the bridge relays payloads untouched), so the relay latency per direction is
-//! receive time − stamped time.
+//! arrival time (the kernel's receive timestamp at the other fake's socket) − stamped time.
 //!
 //! This process runs outcall; the fakes run in a child process (this program again, with
 //! `--generate`; see `load.rs`), single-threaded, so each side's CPU is measured on its own.
+//! On a machine with two or more CPUs, outcall is confined to one CPU and the generator to
+//! another (`--shared-cpus` lets both use all of them).
 //!
 //! `cargo run --release -p outcall --example bench_bridge -- --calls 200 --seconds 20`
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -20,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use config::Environment;
 use futures_util::{StreamExt, stream};
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::unistd::Pid;
 use outcall::{Application, Settings};
 use outcall_e2e::api::Api;
 use serde_json::json;
@@ -39,8 +43,12 @@ struct Args {
     calls: usize,
     seconds: u64,
     warmup: u64,
+    /// outcall and the generator run on all CPUs instead of one CPU each.
+    shared_cpus: bool,
     /// Set in the generator process: the port of the outcall under test.
     generate_for: Option<u16>,
+    /// Set in the generator process: the CPU it is confined to.
+    generator_cpu: Option<usize>,
 }
 
 fn args() -> Args {
@@ -48,20 +56,46 @@ fn args() -> Args {
         calls: 200,
         seconds: 20,
         warmup: 3,
+        shared_cpus: false,
         generate_for: None,
+        generator_cpu: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--shared-cpus" {
+            parsed.shared_cpus = true;
+            continue;
+        }
         let value = it.next().expect("a value after each flag");
         match flag.as_str() {
             "--calls" => parsed.calls = value.parse().expect("--calls N"),
             "--seconds" => parsed.seconds = value.parse().expect("--seconds S"),
             "--warmup" => parsed.warmup = value.parse().expect("--warmup S"),
             "--generate" => parsed.generate_for = Some(value.parse().expect("--generate PORT")),
-            other => panic!("unknown flag {other} (use --calls N --seconds S --warmup S)"),
+            "--cpu" => parsed.generator_cpu = Some(value.parse().expect("--cpu N")),
+            other => panic!(
+                "unknown flag {other} (use --calls N --seconds S --warmup S [--shared-cpus])"
+            ),
         }
     }
     parsed
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    let Ok(set) = sched_getaffinity(Pid::from_raw(0)) else {
+        return Vec::new();
+    };
+    (0..CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect()
+}
+
+/// Confines this thread, and every thread it starts from now on, to `cpu`.
+fn pin_to(cpu: usize) {
+    let mut set = CpuSet::new();
+    set.set(cpu).expect("a CPU number in range");
+    sched_setaffinity(Pid::from_raw(0), &set).expect("pinning to a CPU");
 }
 
 /// utime + stime, in clock ticks, from a `/proc/.../stat` file.
@@ -134,6 +168,9 @@ fn percentiles(mut v: Vec<u32>) -> String {
 fn main() {
     let args = args();
     if let Some(app_port) = args.generate_for {
+        if let Some(cpu) = args.generator_cpu {
+            pin_to(cpu);
+        }
         load::run(load::LoadArgs {
             app_port,
             seconds: args.seconds,
@@ -141,27 +178,48 @@ fn main() {
         });
         return;
     }
+    // Unless told otherwise, outcall and the generator each get a CPU of their own, so that
+    // neither waits for the other to be descheduled. outcall then has one core: the actix
+    // workers and the runtime size themselves from the affinity mask (one each).
+    let cpus = allowed_cpus();
+    let split = match (args.shared_cpus, cpus.as_slice()) {
+        (false, [app, generator, ..]) => {
+            pin_to(*app);
+            println!(
+                "cpus: outcall on CPU {app} (one actix worker), the generator on CPU {generator}"
+            );
+            Some(*generator)
+        }
+        _ => {
+            println!("cpus: outcall and the generator share {} CPUs", cpus.len());
+            None
+        }
+    };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime")
-        .block_on(run_app(args));
+        .block_on(run_app(args, split));
 }
 
-async fn run_app(args: Args) {
+async fn run_app(args: Args, generator_cpu: Option<usize>) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
-    let mut generator = Command::new(std::env::current_exe().expect("this program"))
-        .args([
-            "--generate",
-            &port.to_string(),
-            "--seconds",
-            &args.seconds.to_string(),
-            "--warmup",
-            &args.warmup.to_string(),
-        ])
+    let mut generator = Command::new(std::env::current_exe().expect("this program"));
+    generator.args([
+        "--generate",
+        &port.to_string(),
+        "--seconds",
+        &args.seconds.to_string(),
+        "--warmup",
+        &args.warmup.to_string(),
+    ]);
+    if let Some(cpu) = generator_cpu {
+        generator.args(["--cpu", &cpu.to_string()]);
+    }
+    let mut generator = generator
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
