@@ -39,3 +39,7 @@ bench-api *ARGS:
 # Media bridge under load: N concurrent emulated calls at 50 frames/s each way (see docs/benchmarks.md).
 bench-bridge *ARGS:
     cargo run --release -p outcall --example bench_bridge -- {{ARGS}}
+
+# The same at several loads, interleaved over rounds, with the spread of p99 per load.
+bench-bridge-sweep *ARGS:
+    scripts/bench-bridge-sweep {{ARGS}}

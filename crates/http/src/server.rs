@@ -3,8 +3,8 @@
 //!
 //! Through the app (actix-ws), a WebSocket's frames passed the dispatcher task, a payload
 //! channel and a session channel: two extra task hops per 20 ms audio frame and direction. The
-//! upgrade handler instead answers the handshake itself and hands the bare TCP stream to
-//! tungstenite, in the same task that relays it to the agent (the bridge's CPU per frame fell
+//! upgrade handler instead answers the handshake itself and hands the bare TCP stream, as a
+//! [`MediaSocket`], to the task that relays it to the agent (the bridge's CPU per frame fell
 //! by about a tenth and its p99 at 800 calls several-fold; `docs/benchmarks.md`).
 //!
 //! Every WebSocket upgrade (`Upgrade: websocket`) arrives here, whatever its path; only a
