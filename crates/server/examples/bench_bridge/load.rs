@@ -310,7 +310,7 @@ async fn read_frames(
     let mut filled = buffer.len();
     buffer.resize(filled.max(8192), 0);
     let mut control = nix::cmsg_space!(TimeSpec);
-    // Bytes read during the handshake have no timestamp: time them as read.
+    // Bytes read during the handshake have no timestamp: frames in them are timed as read.
     let mut arrived = None;
     loop {
         let mut start = 0;
@@ -346,7 +346,9 @@ async fn read_frames(
             Ok((0, _)) | Err(_) => return,
             Ok((n, stamp)) => {
                 filled += n;
-                arrived = stamp.or(arrived);
+                // Frames this read completes arrived by its last segment; without a
+                // timestamp they are timed as read (never an older read's time).
+                arrived = stamp;
             }
         }
     }
