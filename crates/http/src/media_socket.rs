@@ -6,8 +6,8 @@
 //! together with the polling task's [`Context`], so a socket that is not ready wakes that
 //! task and surfaces in tungstenite as `WouldBlock`. tokio-tungstenite's `WebSocketStream`
 //! does the same through two shared waker proxies, re-registered on every poll: with one
-//! task per call there is nothing to share, and that bookkeeping was about 4% of the bridge's
-//! CPU (`docs/benchmarks.md`).
+//! task per call there is nothing to share. That registration was about 3% of the bridge's
+//! `perf` samples, half of it on this socket (`docs/benchmarks.md`).
 
 use std::io::{self, Read, Write};
 use std::pin::Pin;
