@@ -9,6 +9,8 @@
 //! `--generate`; see `load.rs`), single-threaded, so each side's CPU is measured on its own.
 //! On a machine with two or more CPUs, outcall is confined to one CPU and the generator to
 //! another (`--shared-cpus` lets both use all of them).
+//! With `--prepare`, each call's TwiML is fetched before its stream opens, so the bridge
+//! prepares the agent connection as in production.
 //!
 //! `cargo run --release -p outcall --example bench_bridge -- --calls 200 --seconds 20`
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -45,6 +47,9 @@ struct Args {
     warmup: u64,
     /// outcall and the generator run on all CPUs instead of one CPU each.
     shared_cpus: bool,
+    /// Each call's TwiML is fetched first, as Twilio does, so the bridge prepares the agent
+    /// connection before the stream arrives (otherwise the stream connects its own).
+    prepare: bool,
     /// Set in the generator process: the port of the outcall under test.
     generate_for: Option<u16>,
     /// Set in the generator process: the CPU it is confined to.
@@ -57,14 +62,22 @@ fn args() -> Args {
         seconds: 20,
         warmup: 3,
         shared_cpus: false,
+        prepare: false,
         generate_for: None,
         generator_cpu: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "--shared-cpus" {
-            parsed.shared_cpus = true;
-            continue;
+        match flag.as_str() {
+            "--shared-cpus" => {
+                parsed.shared_cpus = true;
+                continue;
+            }
+            "--prepare" => {
+                parsed.prepare = true;
+                continue;
+            }
+            _ => {}
         }
         let value = it.next().expect("a value after each flag");
         match flag.as_str() {
@@ -74,7 +87,7 @@ fn args() -> Args {
             "--generate" => parsed.generate_for = Some(value.parse().expect("--generate PORT")),
             "--cpu" => parsed.generator_cpu = Some(value.parse().expect("--cpu N")),
             other => panic!(
-                "unknown flag {other} (use --calls N --seconds S --warmup S [--shared-cpus])"
+                "unknown flag {other} (use --calls N --seconds S --warmup S [--shared-cpus] [--prepare])"
             ),
         }
     }
@@ -138,6 +151,39 @@ fn cpu_ticks_by_group() -> HashMap<&'static str, u64> {
         *groups.entry(group).or_insert(0) += cpu_ticks(&dir.join("stat").display().to_string());
     }
     groups
+}
+
+/// Asks for each call's TwiML as Twilio does when the callee answers (signed POST), which
+/// makes the bridge start connecting the call's agent.
+async fn fetch_twiml(public_url: &str, call_ids: &[String]) {
+    let started = Instant::now();
+    let http = reqwest::Client::new();
+    stream::iter(call_ids.iter().enumerate())
+        .for_each_concurrent(16, |(i, call_id)| {
+            let http = http.clone();
+            async move {
+                let url = format!("{public_url}/twilio/twiml?callId={call_id}");
+                let params = vec![
+                    ("CallSid".to_owned(), format!("CA{i:032x}")),
+                    ("CallStatus".to_owned(), "in-progress".to_owned()),
+                ];
+                let signature = outcall_twilio::signature(TWILIO_AUTH_TOKEN, &url, &params);
+                let reply = http
+                    .post(&url)
+                    .header("X-Twilio-Signature", signature)
+                    .form(&params)
+                    .send()
+                    .await
+                    .expect("the TwiML answer");
+                assert_eq!(reply.status(), 200, "TwiML for {call_id}");
+            }
+        })
+        .await;
+    println!(
+        "fetched {} TwiML documents in {:.1} s (agent connections prepared)",
+        call_ids.len(),
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn rss_kib() -> u64 {
@@ -308,6 +354,9 @@ async fn run_app(args: Args, generator_cpu: Option<usize>) {
         setup.elapsed().as_secs_f64()
     );
 
+    if args.prepare {
+        fetch_twiml(&public_url, &call_ids).await;
+    }
     let mut ids = call_ids.join("\n");
     ids.push('\n');
     to_generator.write_all(ids.as_bytes()).await.unwrap();
