@@ -557,6 +557,12 @@ pub trait AgentConnection: Send {
 
     /// Closes the conversation normally (WebSocket code 1000). Idempotent.
     async fn close(&mut self);
+
+    /// The calling task takes the connection over from the task that opened it, possibly on
+    /// another thread (a connection prepared ahead of its call). An adapter whose socket is
+    /// tied to the thread that opened it moves the socket to the caller's, so that its
+    /// traffic does not wake another thread. Failing leaves the connection closed.
+    fn rehome(&mut self) {}
 }
 
 /// The conversational AI provider (ElevenLabs).

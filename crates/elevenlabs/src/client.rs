@@ -13,12 +13,15 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use reqwest::{Response, StatusCode};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::error::UrlError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::ElevenLabsConfig;
 use crate::connection::{WsConnection, describe, ws_config};
 use crate::payload::Conversation;
+use crate::rehome::RehomableStream;
 
 /// The signed-URL answer and error bodies are small; reading stops here.
 const MAX_SMALL_BODY: usize = 64 * 1024;
@@ -123,14 +126,30 @@ impl ElevenLabsClient {
         Ok(SecretString::from(signed_url))
     }
 
-    /// Opens the conversation socket at `signed_url` within the connect timeout.
+    /// Opens the conversation socket at `signed_url` within the connect timeout: TCP (as a
+    /// [`RehomableStream`], so a prepared connection can move to the worker that claims
+    /// it), then TLS for `wss://`, then the WebSocket handshake.
     async fn open(&self, signed_url: &SecretString) -> Result<WsConnection, VoiceAgentError> {
-        let opening = tokio_tungstenite::connect_async_with_config(
-            signed_url.expose_secret(),
-            Some(self.ws_config),
+        let opening = async {
+            let url = url::Url::parse(signed_url.expose_secret())
+                .map_err(|_| WsError::Url(UrlError::NoHostName))?;
+            let host = url.host_str().ok_or(WsError::Url(UrlError::NoHostName))?;
+            let port = url
+                .port_or_known_default()
+                .ok_or(WsError::Url(UrlError::UnsupportedUrlScheme))?;
+            let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
+                .await
+                .map_err(WsError::Io)?;
             // Nagle plus delayed ACKs would add tens of milliseconds to 20 ms audio frames.
-            true,
-        );
+            tcp.set_nodelay(true).map_err(WsError::Io)?;
+            tokio_tungstenite::client_async_tls_with_config(
+                signed_url.expose_secret(),
+                RehomableStream::new(tcp),
+                Some(self.ws_config),
+                None,
+            )
+            .await
+        };
         let (socket, _response) = match tokio::time::timeout(self.connect_timeout, opening).await {
             Err(_) => {
                 return Err(log_failure(VoiceAgentError::Unavailable(anyhow!(

@@ -6,11 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::{SinkExt as _, StreamExt as _};
 use outcall_domain::ports::{AgentConnection, VoiceAgentError};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::rehome::RehomableStream;
 
 /// Read buffer per socket. Agent messages are JSON with a few KiB of base64 audio at most
 /// (longer ones take more reads). tungstenite zeroes the free part of this buffer before
@@ -40,7 +41,7 @@ pub(crate) fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_MESSAGE))
 }
 
-pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<RehomableStream>>;
 
 /// [`AgentConnection`] over a tokio-tungstenite client socket.
 pub(crate) struct WsConnection {
@@ -107,6 +108,19 @@ impl AgentConnection for WsConnection {
                     return Some(Err(VoiceAgentError::Closed(describe(&error))));
                 }
             }
+        }
+    }
+
+    fn rehome(&mut self) {
+        let stream = match self.socket.get_mut() {
+            MaybeTlsStream::Plain(stream) => stream,
+            MaybeTlsStream::Rustls(tls) => tls.get_mut().0,
+            // tokio-tungstenite adds variants only with features outcall does not enable.
+            _ => return,
+        };
+        if let Err(error) = stream.rehome() {
+            // The socket is closed: the next send or receive reports it.
+            tracing::warn!(error = %error, "moving the agent socket to this worker failed");
         }
     }
 

@@ -15,6 +15,7 @@ mod client;
 mod config;
 mod connection;
 mod payload;
+mod rehome;
 mod webhook;
 
 pub use client::ElevenLabsClient;

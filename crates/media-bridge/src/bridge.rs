@@ -390,6 +390,9 @@ impl MediaBridge {
         if let Some(entry) = prepared {
             let PreparedEntry { ready, .. } = entry;
             if let Ok(Ok((context, mut connection))) = ready.await {
+                // Opened by the preparing task, maybe on another worker thread: this task
+                // drives it from now on.
+                connection.rehome();
                 if claimed_agent
                     .as_deref()
                     .is_some_and(|claimed| claimed != context.agent_id.as_str())

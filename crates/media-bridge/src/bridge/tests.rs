@@ -125,6 +125,7 @@ struct FakeConnection {
     to_peer: Option<mpsc::UnboundedSender<String>>,
     from_peer: mpsc::UnboundedReceiver<ToBridge>,
     closed: Arc<AtomicBool>,
+    rehomed: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -147,6 +148,10 @@ impl AgentConnection for FakeConnection {
         self.closed.store(true, Ordering::Relaxed);
         self.to_peer = None;
     }
+
+    fn rehome(&mut self) {
+        self.rehomed.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The test's end of one agent conversation: plays ElevenLabs.
@@ -155,6 +160,8 @@ struct AgentPeer {
     to_bridge: Option<mpsc::UnboundedSender<ToBridge>>,
     from_bridge: mpsc::UnboundedReceiver<String>,
     closed: Arc<AtomicBool>,
+    /// The bridge moved the connection to the task that claimed it.
+    rehomed: Arc<AtomicBool>,
     next_ping: u64,
 }
 
@@ -232,17 +239,20 @@ impl VoiceAgent for FakeAgent {
         let (to_peer, from_bridge) = mpsc::unbounded_channel();
         let (to_bridge, from_peer) = mpsc::unbounded_channel();
         let closed = Arc::new(AtomicBool::new(false));
+        let rehomed = Arc::new(AtomicBool::new(false));
         let _ = self.peers.send(AgentPeer {
             agent_id: agent.clone(),
             to_bridge: Some(to_bridge),
             from_bridge,
             closed: closed.clone(),
+            rehomed: rehomed.clone(),
             next_ping: 0,
         });
         Ok(Box::new(FakeConnection {
             to_peer: Some(to_peer),
             from_peer,
             closed,
+            rehomed,
         }))
     }
 
@@ -660,8 +670,13 @@ async fn a_prepared_agent_connection_is_used_by_its_stream() {
     let bridge = h.bridge.clone();
     let run = tokio::spawn(async move { bridge.run(twilio).await });
     caller.send(start(json!({"callId": "call_1"})));
+    assert!(!peer.rehomed.load(Ordering::Relaxed), "not claimed yet");
     let client_data = peer.next().await.expect("client data");
     assert_eq!(client_data["type"], "conversation_initiation_client_data");
+    assert!(
+        peer.rehomed.load(Ordering::Relaxed),
+        "the claiming task took the prepared connection over before using it"
+    );
     peer.ready("conv_1");
     peer.say(agent_audio("hello", 1));
     assert_eq!(
